@@ -1,0 +1,681 @@
+//! The session: one WebSocket connection's protocol state, without I/O.
+//!
+//! Bytes and time go in; events and bytes come out. The driver (lariat's tokio
+//! task, a test, a fuzzer) calls, in a loop:
+//!
+//! 1. [`Session::receive`] with whatever bytes arrived (any split: a byte at a
+//!    time or many frames at once), or [`Session::receive_eof`] when the peer
+//!    closed the stream;
+//! 2. [`Session::poll_event`] until it returns `None`, acting on each event,
+//!    and [`Session::send`] / [`Session::close`] for what it wants to send;
+//! 3. [`Session::take_transmit`] and writes the bytes out (they coalesce every
+//!    frame queued since the last call, so one write carries many frames);
+//! 4. waits for more bytes, or until [`Session::poll_timeout`], then calls
+//!    [`Session::handle_timeout`].
+//!
+//! When [`Session::is_closed`] is true and the transmit buffer is empty, the
+//! driver closes the stream (RFC 6455 §7.1.1: the server closes TCP first).
+//!
+//! ```
+//! use lariat_proto::{Session, Config, Role, Event, Message, Frame};
+//! use std::time::Instant;
+//! let now = Instant::now();
+//! let mut server = Session::new(Role::Server, Config::default(), now);
+//! // RFC 6455 §5.7: a masked "Hello".
+//! server.receive(&[0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58], now);
+//! let Some(Event::Message(Message::Text(t))) = server.poll_event() else { panic!() };
+//! assert_eq!(t, "Hello");
+//! server.send(&Frame::text("Hi"), now).unwrap();
+//! let mut out = Vec::new();
+//! server.take_transmit(&mut out);
+//! assert_eq!(out, [0x81, 0x02, b'H', b'i']);
+//! ```
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::close::{parse_close_payload, truncate_reason, CloseCode};
+use crate::error::{ProtocolError, UsageError};
+use crate::frame::{decode_header, encode_header, FrameHeader, OpCode, Role, MAX_HEADER_LEN};
+use crate::mask::apply_mask;
+use crate::message::{Frame, Message, Text};
+use crate::utf8::Utf8Validator;
+
+/// Limits and timers of a session. Every field can be changed while the
+/// session runs (Cowboy's `set_options`) with [`Session::config_mut`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The largest frame payload accepted; a bigger one closes with 1009 (S9)
+    /// as soon as its header is read. `None`: no limit.
+    /// Default: 1 MiB.
+    pub max_frame_size: Option<u64>,
+    /// The largest message accepted, fragments added up; a bigger one closes
+    /// with 1009. `None`: no limit. Default: 1 MiB.
+    pub max_message_size: Option<u64>,
+    /// The most fragments one message may have. `None`: no limit. Default: none.
+    pub max_fragments: Option<u32>,
+    /// Close a connection that received nothing for this long (S8.3).
+    /// `None`: never. Default: 60 s.
+    pub idle_timeout: Option<Duration>,
+    /// After sending a close frame, how long to wait for the peer's before
+    /// dropping the connection. Default: 5 s.
+    pub close_timeout: Duration,
+}
+
+/// 1 MiB: the default frame and message size limit.
+pub const DEFAULT_MAX_SIZE: u64 = 1 << 20;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_frame_size: Some(DEFAULT_MAX_SIZE),
+            max_message_size: Some(DEFAULT_MAX_SIZE),
+            max_fragments: None,
+            idle_timeout: Some(Duration::from_secs(60)),
+            close_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Who or what ended the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// The peer sent a close frame first; the session answered it.
+    Remote,
+    /// This side sent a close frame first (the application asked).
+    Local,
+    /// The peer broke the protocol; the session failed the connection.
+    Protocol(ProtocolError),
+    /// Nothing arrived for the idle timeout (S8.3).
+    IdleTimeout,
+    /// The stream ended, or the peer never answered our close frame.
+    Abnormal,
+}
+
+/// The connection is over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Closed {
+    /// The code of the close: the peer's when it closed first (1005 when its
+    /// frame had none), ours otherwise; 1006 when the stream just ended.
+    pub code: CloseCode,
+    /// The reason that went with `code`.
+    pub reason: String,
+    /// What ended it.
+    pub cause: CloseCause,
+}
+
+/// What the session reports to its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A whole message, ping or pong from the peer.
+    Message(Message),
+    /// The connection is closed; the last event.
+    Closed(Closed),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Open,
+    /// We sent a close frame and wait for the peer's, until the deadline.
+    CloseSent {
+        deadline: Instant,
+    },
+    Closed,
+}
+
+/// The frame whose payload is being read.
+#[derive(Debug, Clone, Copy)]
+struct InFrame {
+    opcode: OpCode,
+    fin: bool,
+    mask: Option<[u8; 4]>,
+    /// Payload bytes still to come.
+    remaining: u64,
+    /// Payload bytes already read (for the mask phase).
+    offset: usize,
+    /// Data of a closing session is read and dropped.
+    discard: bool,
+}
+
+/// One WebSocket connection's protocol state. See the [module docs](self).
+#[derive(Debug)]
+pub struct Session {
+    role: Role,
+    config: Config,
+    state: State,
+    rsv1_allowed: bool,
+
+    header: [u8; MAX_HEADER_LEN],
+    header_len: u8,
+    frame: Option<InFrame>,
+
+    /// The data message being assembled: its opcode, and its fragments so far.
+    message_op: Option<OpCode>,
+    message: BytesMut,
+    fragments: u32,
+    utf8: Utf8Validator,
+    control: Vec<u8>,
+
+    events: VecDeque<Event>,
+    /// Automatic replies (pongs): sent ahead of `data` not yet taken.
+    urgent_out: Vec<u8>,
+    data_out: Vec<u8>,
+
+    /// The close frame we sent, and why: reported when the handshake ends.
+    sent_close: Option<(CloseCode, String, CloseCause)>,
+    last_activity: Instant,
+    mask_seed: u64,
+}
+
+impl Session {
+    /// A new open session (the handshake is done).
+    pub fn new(role: Role, config: Config, now: Instant) -> Session {
+        Session {
+            role,
+            config,
+            state: State::Open,
+            rsv1_allowed: false,
+            header: [0; MAX_HEADER_LEN],
+            header_len: 0,
+            frame: None,
+            message_op: None,
+            message: BytesMut::new(),
+            fragments: 0,
+            utf8: Utf8Validator::default(),
+            control: Vec::new(),
+            events: VecDeque::new(),
+            urgent_out: Vec::new(),
+            data_out: Vec::new(),
+            sent_close: None,
+            last_activity: now,
+            mask_seed: 0x9e37_79b9_7f4a_7c15,
+        }
+    }
+
+    /// The limits and timers in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Change limits and timers while the session runs (Cowboy's `set_options`).
+    /// A new limit applies from the next frame header.
+    pub fn config_mut(&mut self) -> &mut Config {
+        &mut self.config
+    }
+
+    /// Seed the masking keys of a client-role session. (lariat serves; the
+    /// client role exists for tests and tools, and its keys come from a
+    /// xorshift generator, not a cryptographic one.)
+    pub fn set_mask_seed(&mut self, seed: u64) {
+        self.mask_seed = seed | 1;
+    }
+
+    /// True once the connection is over: nothing more will be read or queued.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// True once a close frame was sent or received: data may no longer be sent.
+    pub fn is_closing(&self) -> bool {
+        self.state != State::Open
+    }
+
+    /// Bytes queued for the peer and not yet taken by [`take_transmit`](Self::take_transmit).
+    pub fn buffered_amount(&self) -> usize {
+        self.urgent_out.len() + self.data_out.len()
+    }
+
+    // ---------------------------------------------------------------- input
+
+    /// Feed bytes received from the peer. Events become available from
+    /// [`poll_event`](Self::poll_event). Bytes after the end of the connection
+    /// are ignored.
+    pub fn receive(&mut self, mut data: &[u8], now: Instant) {
+        if !data.is_empty() {
+            // S8.3: only data from the peer counts as activity.
+            self.last_activity = now;
+        }
+        while !data.is_empty() && self.state != State::Closed {
+            let step = match self.frame {
+                None => self.read_header(data),
+                Some(_) => self.read_payload(data),
+            };
+            match step {
+                Ok(n) => data = &data[n..],
+                Err(e) => {
+                    self.fail(e);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The peer closed its end of the stream.
+    pub fn receive_eof(&mut self) {
+        match self.state {
+            State::Closed => {}
+            State::CloseSent { .. } => self.finish_close_sent(),
+            State::Open => self.finish(Closed {
+                code: CloseCode::ABNORMAL,
+                reason: String::new(),
+                cause: CloseCause::Abnormal,
+            }),
+        }
+    }
+
+    /// Take the next event.
+    #[inline]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Parse a header from `data` (and any bytes of it kept from before).
+    /// Returns how many bytes of `data` it used.
+    fn read_header(&mut self, data: &[u8]) -> Result<usize, ProtocolError> {
+        let kept = self.header_len as usize;
+        let (header, used) = if kept == 0 {
+            match decode_header(data, self.role, self.rsv1_allowed)? {
+                Some((h, n)) => (h, n),
+                None => {
+                    // Less than a whole header: at most 13 bytes, kept.
+                    self.header[..data.len()].copy_from_slice(data);
+                    self.header_len = data.len() as u8;
+                    return Ok(data.len());
+                }
+            }
+        } else {
+            let take = (MAX_HEADER_LEN - kept).min(data.len());
+            self.header[kept..kept + take].copy_from_slice(&data[..take]);
+            match decode_header(&self.header[..kept + take], self.role, self.rsv1_allowed)? {
+                Some((h, n)) => {
+                    self.header_len = 0;
+                    (h, n - kept)
+                }
+                None => {
+                    self.header_len = (kept + take) as u8;
+                    return Ok(take);
+                }
+            }
+        };
+        self.begin_frame(header)?;
+        Ok(used)
+    }
+
+    /// Check a header against the message rules and the limits, before any of
+    /// its payload is read.
+    fn begin_frame(&mut self, h: FrameHeader) -> Result<(), ProtocolError> {
+        let discard = self.state != State::Open && !h.opcode.is_control();
+        if !h.opcode.is_control() && !discard {
+            match (h.opcode, self.message_op) {
+                // §5.4: a continuation needs a message to continue...
+                (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+                // ...and a new message may not start inside another.
+                (OpCode::Text | OpCode::Binary, Some(_)) => {
+                    return Err(ProtocolError::ExpectedContinuation)
+                }
+                _ => {}
+            }
+            if let Some(max) = self.config.max_frame_size {
+                if h.payload_len > max {
+                    return Err(ProtocolError::FrameTooBig);
+                }
+            }
+            if let Some(max) = self.config.max_message_size {
+                if self.message.len() as u64 + h.payload_len > max {
+                    return Err(ProtocolError::MessageTooBig);
+                }
+            }
+            if let Some(max) = self.config.max_fragments {
+                if self.fragments >= max {
+                    return Err(ProtocolError::TooManyFragments);
+                }
+            }
+            self.fragments += 1;
+            if h.opcode != OpCode::Continuation {
+                self.message_op = Some(h.opcode);
+            }
+            // Grow with what arrives, not with what the header announces.
+            self.message.reserve(h.payload_len.min(64 * 1024) as usize);
+        }
+        self.frame = Some(InFrame {
+            opcode: h.opcode,
+            fin: h.fin,
+            mask: h.mask,
+            remaining: h.payload_len,
+            offset: 0,
+            discard,
+        });
+        if h.payload_len == 0 {
+            self.end_frame()?;
+        }
+        Ok(())
+    }
+
+    /// Read payload bytes of the current frame from `data`.
+    fn read_payload(&mut self, data: &[u8]) -> Result<usize, ProtocolError> {
+        let Some(f) = self.frame.as_mut() else {
+            return Ok(0);
+        };
+        let take = (f.remaining.min(data.len() as u64)) as usize;
+        let chunk = &data[..take];
+        let offset = f.offset;
+        f.remaining -= take as u64;
+        f.offset += take;
+        let f = *f;
+        if f.opcode.is_control() {
+            self.control.extend_from_slice(chunk);
+        } else if !f.discard {
+            let start = self.message.len();
+            self.message.extend_from_slice(chunk);
+            let fresh = &mut self.message[start..];
+            if let Some(key) = f.mask {
+                apply_mask(fresh, key, offset);
+            }
+            if self.message_op == Some(OpCode::Text) {
+                // §8.1, fail fast: mid-frame, before the message is complete.
+                self.utf8
+                    .feed(fresh)
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+        }
+        if f.remaining == 0 {
+            self.end_frame()?;
+        }
+        Ok(take)
+    }
+
+    /// The current frame's payload is complete.
+    fn end_frame(&mut self) -> Result<(), ProtocolError> {
+        let Some(f) = self.frame.take() else {
+            return Ok(());
+        };
+        match f.opcode {
+            OpCode::Ping | OpCode::Pong | OpCode::Close => {
+                if let Some(key) = f.mask {
+                    apply_mask(&mut self.control, key, 0);
+                }
+                let result = self.end_control_frame(f.opcode);
+                self.control.clear();
+                result
+            }
+            _ if f.discard || !f.fin => Ok(()),
+            _ => {
+                let op = self.message_op.take();
+                self.fragments = 0;
+                let payload = self.message.split().freeze();
+                let message = if op == Some(OpCode::Text) {
+                    self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                    Message::Text(Text::from_validated(payload))
+                } else {
+                    Message::Binary(payload)
+                };
+                self.events.push_back(Event::Message(message));
+                Ok(())
+            }
+        }
+    }
+
+    fn end_control_frame(&mut self, opcode: OpCode) -> Result<(), ProtocolError> {
+        match opcode {
+            OpCode::Ping => {
+                if self.state == State::Open {
+                    // S8.1: answer every ping, ahead of queued data.
+                    let mask = self.mask_key();
+                    encode_frame(&mut self.urgent_out, OpCode::Pong, &self.control, mask);
+                    let payload = Bytes::copy_from_slice(&self.control);
+                    self.events
+                        .push_back(Event::Message(Message::Ping(payload)));
+                }
+                Ok(())
+            }
+            OpCode::Pong => {
+                if self.state == State::Open {
+                    let payload = Bytes::copy_from_slice(&self.control);
+                    self.events
+                        .push_back(Event::Message(Message::Pong(payload)));
+                }
+                Ok(())
+            }
+            _ => {
+                let parsed = parse_close_payload(&self.control)?;
+                let (code, reason) = match parsed {
+                    Some((code, reason)) => (code, reason.to_owned()),
+                    None => (CloseCode::NO_STATUS, String::new()),
+                };
+                match self.state {
+                    State::Open => {
+                        // §5.5.1: answer with a close frame, echoing the code.
+                        let payload = match parsed {
+                            Some((c, _)) => c.0.to_be_bytes().to_vec(),
+                            None => Vec::new(),
+                        };
+                        let mask = self.mask_key();
+                        encode_frame(&mut self.data_out, OpCode::Close, &payload, mask);
+                        self.finish(Closed {
+                            code,
+                            reason,
+                            cause: CloseCause::Remote,
+                        });
+                    }
+                    // The closing handshake is complete.
+                    State::CloseSent { .. } => self.finish_close_sent(),
+                    State::Closed => {}
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Fail the connection (RFC 6455 §7.1.7): send a close frame with the
+    /// error's code, if none was sent yet, and end.
+    fn fail(&mut self, e: ProtocolError) {
+        let code = e.close_code();
+        if self.state == State::Open {
+            let mut payload = code.0.to_be_bytes().to_vec();
+            payload.extend_from_slice(e.reason().as_bytes());
+            let mask = self.mask_key();
+            encode_frame(&mut self.data_out, OpCode::Close, &payload, mask);
+        }
+        self.finish(Closed {
+            code,
+            reason: e.reason().to_owned(),
+            cause: CloseCause::Protocol(e),
+        });
+    }
+
+    /// End a closing handshake we started: reported with our code and cause.
+    fn finish_close_sent(&mut self) {
+        let (code, reason, cause) = self.sent_close.take().unwrap_or((
+            CloseCode::NO_STATUS,
+            String::new(),
+            CloseCause::Local,
+        ));
+        self.finish(Closed {
+            code,
+            reason,
+            cause,
+        });
+    }
+
+    fn finish(&mut self, closed: Closed) {
+        self.state = State::Closed;
+        self.frame = None;
+        self.message_op = None;
+        self.message = BytesMut::new();
+        self.control = Vec::new();
+        self.events.push_back(Event::Closed(closed));
+    }
+
+    // --------------------------------------------------------------- output
+
+    /// Queue a frame (S7.2, S7.3). A close frame starts the closing handshake
+    /// (S11.2) and nothing may be sent after it (S11.3); `now` starts its timer.
+    pub fn send(&mut self, frame: &Frame, now: Instant) -> Result<(), UsageError> {
+        if self.state != State::Open {
+            return Err(UsageError::SendAfterClose);
+        }
+        let (op, payload): (OpCode, &[u8]) = match frame {
+            Frame::Text(t) => (OpCode::Text, t.as_bytes()),
+            Frame::Binary(b) => (OpCode::Binary, b),
+            Frame::Ping(b) => (OpCode::Ping, b),
+            Frame::Pong(b) => (OpCode::Pong, b),
+            Frame::Close(c) => {
+                return match c {
+                    Some(c) => self.close(Some(c.code), &c.reason, now),
+                    None => self.close(None, "", now),
+                };
+            }
+        };
+        if op.is_control() && payload.len() > 125 {
+            return Err(UsageError::ControlFrameTooLong);
+        }
+        let mask = self.mask_key();
+        encode_frame(&mut self.data_out, op, payload, mask);
+        Ok(())
+    }
+
+    /// Start the closing handshake (S11.2, S11.4): queue a close frame with
+    /// `code` and `reason` (cut to 123 bytes), stop sending, drop incoming
+    /// data, and wait up to the close timeout for the peer's close frame.
+    pub fn close(
+        &mut self,
+        code: Option<CloseCode>,
+        reason: &str,
+        now: Instant,
+    ) -> Result<(), UsageError> {
+        self.start_close(code, reason, now, CloseCause::Local)
+    }
+
+    fn start_close(
+        &mut self,
+        code: Option<CloseCode>,
+        reason: &str,
+        now: Instant,
+        cause: CloseCause,
+    ) -> Result<(), UsageError> {
+        if self.state != State::Open {
+            return Err(UsageError::SendAfterClose);
+        }
+        let mut payload = Vec::new();
+        if let Some(code) = code {
+            if !code.is_sendable() {
+                return Err(UsageError::InvalidCloseCode(code.0));
+            }
+            payload.extend_from_slice(&code.0.to_be_bytes());
+            payload.extend_from_slice(truncate_reason(reason).as_bytes());
+        }
+        let mask = self.mask_key();
+        encode_frame(&mut self.data_out, OpCode::Close, &payload, mask);
+        self.sent_close = Some((
+            code.unwrap_or(CloseCode::NO_STATUS),
+            truncate_reason(reason).to_owned(),
+            cause,
+        ));
+        self.state = State::CloseSent {
+            deadline: now + self.config.close_timeout,
+        };
+        Ok(())
+    }
+
+    /// Move every queued byte into `out`, automatic pongs first. When `out`
+    /// is empty and no pong waits, the buffers are swapped, not copied.
+    pub fn take_transmit(&mut self, out: &mut Vec<u8>) {
+        if out.is_empty() && self.urgent_out.is_empty() {
+            std::mem::swap(out, &mut self.data_out);
+            return;
+        }
+        out.append(&mut self.urgent_out);
+        out.append(&mut self.data_out);
+    }
+
+    /// The key for the next frame we send: none for a server (§5.1).
+    fn mask_key(&mut self) -> Option<[u8; 4]> {
+        if self.role == Role::Server {
+            return None;
+        }
+        let mut x = self.mask_seed;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.mask_seed = x;
+        Some((x as u32).to_ne_bytes())
+    }
+
+    // ---------------------------------------------------------------- time
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Open => self.config.idle_timeout.map(|t| self.last_activity + t),
+            State::CloseSent { deadline } => Some(deadline),
+            State::Closed => None,
+        }
+    }
+
+    /// Let time pass: close an idle connection (S8.3), give up on a peer that
+    /// does not answer our close frame.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match self.state {
+            State::Open => {
+                if let Some(t) = self.config.idle_timeout {
+                    if now >= self.last_activity + t {
+                        // Cowboy closes an idle connection with 1000.
+                        let _ = self.start_close(
+                            Some(CloseCode::NORMAL),
+                            "idle timeout",
+                            now,
+                            CloseCause::IdleTimeout,
+                        );
+                    }
+                }
+            }
+            // The peer never answered our close frame: drop it.
+            State::CloseSent { deadline } if now >= deadline => self.finish_close_sent(),
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------- memory
+
+    /// Give back every buffer that holds nothing (S10: hibernate). Buffers
+    /// holding part of a frame or message, or bytes not yet sent, are kept.
+    pub fn shrink(&mut self) {
+        if self.message.is_empty() && self.message_op.is_none() {
+            self.message = BytesMut::new();
+        }
+        if self.control.is_empty() {
+            self.control = Vec::new();
+        }
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+        if self.urgent_out.is_empty() {
+            self.urgent_out = Vec::new();
+        }
+        if self.data_out.is_empty() {
+            self.data_out = Vec::new();
+        }
+    }
+
+    /// Bytes of heap this session holds (buffers' capacity), for tests and
+    /// the hibernate benchmark.
+    pub fn heap_size(&self) -> usize {
+        self.message.capacity()
+            + self.control.capacity()
+            + self.events.capacity() * std::mem::size_of::<Event>()
+            + self.urgent_out.capacity()
+            + self.data_out.capacity()
+    }
+}
+
+/// Append one unfragmented frame to `out`.
+fn encode_frame(out: &mut Vec<u8>, op: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
+    encode_header(out, true, false, op, mask, payload.len() as u64);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(key) = mask {
+        apply_mask(&mut out[start..], key, 0);
+    }
+}

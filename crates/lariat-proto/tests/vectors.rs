@@ -1,0 +1,492 @@
+//! Byte-vector tests of the session (RFC 6455). Every vector is fed whole and
+//! one byte at a time; both must give the same events and the same output.
+
+use std::time::{Duration, Instant};
+
+use lariat_proto::frame::{encode_header, OpCode};
+use lariat_proto::mask::apply_mask;
+use lariat_proto::{
+    CloseCause, CloseCode, Closed, Config, Event, Frame, Message, ProtocolError, Role, Session,
+    UsageError,
+};
+
+/// A client frame: masked, as a browser would send it.
+fn frame(fin: bool, op: OpCode, payload: &[u8]) -> Vec<u8> {
+    let key = [0x11, 0x22, 0x33, 0x44];
+    let mut out = Vec::new();
+    encode_header(&mut out, fin, false, op, Some(key), payload.len() as u64);
+    let at = out.len();
+    out.extend_from_slice(payload);
+    apply_mask(&mut out[at..], key, 0);
+    out
+}
+
+fn cat(parts: &[Vec<u8>]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// Feed `input` to a fresh server session, whole and byte by byte; assert both
+/// agree and return the events and transmitted bytes.
+fn run_with(config: Config, input: &[u8]) -> (Vec<Event>, Vec<u8>) {
+    let now = Instant::now();
+    let mut results = Vec::new();
+    for bytewise in [false, true] {
+        let mut s = Session::new(Role::Server, config.clone(), now);
+        if bytewise {
+            for b in input {
+                s.receive(std::slice::from_ref(b), now);
+            }
+        } else {
+            s.receive(input, now);
+        }
+        let mut events = Vec::new();
+        while let Some(e) = s.poll_event() {
+            events.push(e);
+        }
+        let mut out = Vec::new();
+        s.take_transmit(&mut out);
+        results.push((events, out));
+    }
+    assert_eq!(results[0], results[1], "whole vs byte-at-a-time differ");
+    results.pop().unwrap()
+}
+
+fn run(input: &[u8]) -> (Vec<Event>, Vec<u8>) {
+    run_with(Config::default(), input)
+}
+
+fn text(s: &str) -> Event {
+    Event::Message(Message::Text(s.to_string().into()))
+}
+
+/// The close frame a server sends for `e`: its code and its fixed reason.
+fn server_close(code: u16, reason: &str) -> Vec<u8> {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(reason.as_bytes());
+    let mut out = vec![0x88, p.len() as u8];
+    out.extend_from_slice(&p);
+    out
+}
+
+fn failed(e: ProtocolError) -> Event {
+    Event::Closed(Closed {
+        code: e.close_code(),
+        reason: e.reason().to_string(),
+        cause: CloseCause::Protocol(e),
+    })
+}
+
+#[test]
+fn rfc6455_5_7_masked_hello() {
+    let (ev, out) = run(&[
+        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ]);
+    assert_eq!(ev, [text("Hello")]);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn rfc6455_5_7_masked_ping_gets_pong_s8_1() {
+    // The ping is answered automatically and still reported (S8.1).
+    let (ev, out) = run(&[
+        0x89, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
+    ]);
+    assert_eq!(ev, [Event::Message(Message::Ping("Hello".into()))]);
+    assert_eq!(out, [0x8a, 0x05, b'H', b'e', b'l', b'l', b'o']);
+}
+
+#[test]
+fn fragments_with_interleaved_control_frames_rfc6455_5_4() {
+    let input = cat(&[
+        frame(false, OpCode::Text, b"Hel"),
+        frame(true, OpCode::Ping, b"p"),
+        frame(false, OpCode::Continuation, b""),
+        frame(true, OpCode::Pong, b"q"),
+        frame(true, OpCode::Continuation, b"lo"),
+        frame(true, OpCode::Binary, &[0, 1, 2]),
+    ]);
+    let (ev, out) = run(&input);
+    assert_eq!(
+        ev,
+        [
+            Event::Message(Message::Ping("p".into())),
+            Event::Message(Message::Pong("q".into())),
+            text("Hello"),
+            Event::Message(Message::Binary(vec![0u8, 1, 2].into())),
+        ]
+    );
+    assert_eq!(out, [0x8a, 0x01, b'p']);
+}
+
+#[test]
+fn lengths_16_and_64_bit() {
+    let big = vec![7u8; 70_000];
+    let mid = vec![9u8; 300];
+    let (ev, _) = run(&cat(&[
+        frame(true, OpCode::Binary, &mid),
+        frame(true, OpCode::Binary, &big),
+    ]));
+    assert_eq!(
+        ev,
+        [
+            Event::Message(Message::Binary(mid.into())),
+            Event::Message(Message::Binary(big.into()))
+        ]
+    );
+}
+
+#[test]
+fn remote_close_is_echoed_rfc6455_5_5_1() {
+    let (ev, out) = run(&cat(&[
+        frame(true, OpCode::Close, b"\x03\xe8bye"),
+        frame(true, OpCode::Text, b"late"),
+    ]));
+    assert_eq!(
+        ev,
+        [Event::Closed(Closed {
+            code: CloseCode::NORMAL,
+            reason: "bye".into(),
+            cause: CloseCause::Remote
+        })]
+    );
+    assert_eq!(out, [0x88, 0x02, 0x03, 0xe8]);
+    // An empty close is answered with an empty close, reported as 1005.
+    let (ev, out) = run(&frame(true, OpCode::Close, b""));
+    assert_eq!(
+        ev,
+        [Event::Closed(Closed {
+            code: CloseCode::NO_STATUS,
+            reason: String::new(),
+            cause: CloseCause::Remote
+        })]
+    );
+    assert_eq!(out, [0x88, 0x00]);
+}
+
+#[test]
+fn protocol_errors_close_with_their_code() {
+    use ProtocolError::*;
+    let unmasked = vec![0x81, 0x02, b'h', b'i'];
+    let mut rsv = frame(true, OpCode::Text, b"x");
+    rsv[0] |= 0x20;
+    let mut reserved_op = frame(true, OpCode::Text, b"x");
+    reserved_op[0] = 0x83;
+    let cases: Vec<(Vec<u8>, ProtocolError)> = vec![
+        (unmasked, BadMasking),
+        (rsv, ReservedBits),
+        (reserved_op, ReservedOpcode(3)),
+        (
+            frame(true, OpCode::Continuation, b"x"),
+            UnexpectedContinuation,
+        ),
+        (
+            cat(&[
+                frame(false, OpCode::Text, b"a"),
+                frame(true, OpCode::Text, b"b"),
+            ]),
+            ExpectedContinuation,
+        ),
+        (frame(true, OpCode::Close, b"\x03"), CloseFrameTooShort),
+        (
+            frame(true, OpCode::Close, b"\x03\xed"),
+            InvalidCloseCode(1005),
+        ),
+        (frame(true, OpCode::Close, b"\x03\xe8\xc0\xaf"), InvalidUtf8),
+        (
+            frame(true, OpCode::Text, b"\xce\xba\xed\xa0\x80"),
+            InvalidUtf8,
+        ),
+        (frame(false, OpCode::Text, b"\xf4\x90\x80\x80"), InvalidUtf8),
+        (
+            cat(&[
+                frame(false, OpCode::Text, b"\xe2\x82"),
+                frame(true, OpCode::Continuation, b""),
+            ]),
+            InvalidUtf8,
+        ),
+    ];
+    for (input, err) in cases {
+        let (ev, out) = run(&input);
+        assert_eq!(ev, [failed(err)], "{input:x?}");
+        assert_eq!(
+            out,
+            server_close(err.close_code().0, err.reason()),
+            "{input:x?}"
+        );
+    }
+}
+
+#[test]
+fn registered_and_private_close_codes_are_accepted_rfc6455_7_4() {
+    for code in [1000u16, 1001, 1003, 1007, 1011, 1012, 1014, 3000, 4999] {
+        let (ev, out) = run(&frame(true, OpCode::Close, &code.to_be_bytes()));
+        assert_eq!(
+            ev,
+            [Event::Closed(Closed {
+                code: CloseCode(code),
+                reason: String::new(),
+                cause: CloseCause::Remote
+            })]
+        );
+        assert_eq!(out, [&[0x88, 2][..], &code.to_be_bytes()].concat());
+    }
+}
+
+#[test]
+fn invalid_utf8_fails_mid_frame_rfc6455_8_1() {
+    // Only the header and the first bad bytes of a 1000-byte text frame arrive:
+    // the session fails at once, it does not wait for the rest.
+    let payload: Vec<u8> = [&b"\xf4\x90"[..], &[b'a'; 998]].concat();
+    let f = frame(true, OpCode::Text, &payload);
+    let (ev, out) = run(&f[..10]);
+    assert_eq!(ev, [failed(ProtocolError::InvalidUtf8)]);
+    assert_eq!(&out[..4], [0x88, 15, 0x03, 0xef]);
+}
+
+#[test]
+fn size_limits_are_checked_from_the_header_s9() {
+    // A header announcing 1 TB: refused from its 14 bytes.
+    let mut h = Vec::new();
+    encode_header(
+        &mut h,
+        true,
+        false,
+        OpCode::Binary,
+        Some([1, 2, 3, 4]),
+        1 << 40,
+    );
+    let (ev, out) = run(&h);
+    assert_eq!(ev, [failed(ProtocolError::FrameTooBig)]);
+    assert_eq!(&out[2..4], 1009u16.to_be_bytes());
+    // Frame limit (S9: the seed's max_frame_size).
+    let config = Config {
+        max_frame_size: Some(8),
+        ..Config::default()
+    };
+    let (ev, _) = run_with(config.clone(), &frame(true, OpCode::Text, b"123456789"));
+    assert_eq!(ev, [failed(ProtocolError::FrameTooBig)]);
+    let (ev, _) = run_with(config, &frame(true, OpCode::Text, b"12345678"));
+    assert_eq!(ev, [text("12345678")]);
+    // Message limit: fragments add up.
+    let config = Config {
+        max_message_size: Some(10),
+        ..Config::default()
+    };
+    let (ev, _) = run_with(
+        config,
+        &cat(&[
+            frame(false, OpCode::Binary, b"123456"),
+            frame(true, OpCode::Continuation, b"78901"),
+        ]),
+    );
+    assert_eq!(ev, [failed(ProtocolError::MessageTooBig)]);
+    // Fragment count.
+    let config = Config {
+        max_fragments: Some(2),
+        ..Config::default()
+    };
+    let (ev, _) = run_with(
+        config,
+        &cat(&[
+            frame(false, OpCode::Binary, b"1"),
+            frame(false, OpCode::Continuation, b"2"),
+            frame(true, OpCode::Continuation, b"3"),
+        ]),
+    );
+    assert_eq!(ev, [failed(ProtocolError::TooManyFragments)]);
+    // No limit, explicitly.
+    let config = Config {
+        max_frame_size: None,
+        max_message_size: None,
+        ..Config::default()
+    };
+    let big = vec![1u8; 3 << 20];
+    let (ev, _) = run_with(config, &frame(true, OpCode::Binary, &big));
+    assert_eq!(ev, [Event::Message(Message::Binary(big.into()))]);
+}
+
+#[test]
+fn after_close_nothing_is_sent_and_data_is_dropped_s11() {
+    let now = Instant::now();
+    let mut s = Session::new(Role::Server, Config::default(), now);
+    s.send(&Frame::text("before"), now).unwrap();
+    s.send(&Frame::close(1000u16, "some-reason"), now).unwrap();
+    assert_eq!(
+        s.send(&Frame::text("after"), now),
+        Err(UsageError::SendAfterClose)
+    );
+    let mut out = Vec::new();
+    s.take_transmit(&mut out);
+    let mut expected = vec![0x81, 6];
+    expected.extend_from_slice(b"before");
+    expected.extend_from_slice(&server_close(1000, "some-reason"));
+    assert_eq!(out, expected);
+    // Data from the peer is dropped; its close completes the handshake.
+    s.receive(&frame(true, OpCode::Text, b"dropped"), now);
+    s.receive(&frame(true, OpCode::Close, b"\x03\xe8"), now);
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::Closed(Closed {
+            code: CloseCode::NORMAL,
+            reason: "some-reason".into(),
+            cause: CloseCause::Local
+        }))
+    );
+    assert_eq!(s.poll_event(), None);
+    assert!(s.is_closed());
+    assert_eq!(
+        s.buffered_amount(),
+        0,
+        "no reply to the peer's close after ours"
+    );
+}
+
+#[test]
+fn invalid_close_codes_cannot_be_sent() {
+    let now = Instant::now();
+    let mut s = Session::new(Role::Server, Config::default(), now);
+    assert_eq!(
+        s.close(Some(CloseCode::ABNORMAL), "", now),
+        Err(UsageError::InvalidCloseCode(1006))
+    );
+    assert_eq!(
+        s.send(&Frame::Ping(vec![0u8; 126].into()), now),
+        Err(UsageError::ControlFrameTooLong)
+    );
+    assert!(!s.is_closing());
+}
+
+#[test]
+fn idle_timeout_closes_with_1000_s8_3() {
+    let t0 = Instant::now();
+    let config = Config {
+        idle_timeout: Some(Duration::from_secs(30)),
+        ..Config::default()
+    };
+    let mut s = Session::new(Role::Server, config, t0);
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(30)));
+    // Data from the peer resets the timer.
+    s.receive(
+        &frame(true, OpCode::Text, b"hi"),
+        t0 + Duration::from_secs(20),
+    );
+    s.poll_event();
+    s.handle_timeout(t0 + Duration::from_secs(30));
+    assert!(!s.is_closing());
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(50)));
+    s.handle_timeout(t0 + Duration::from_secs(50));
+    assert!(s.is_closing());
+    let mut out = Vec::new();
+    s.take_transmit(&mut out);
+    assert_eq!(out, server_close(1000, "idle timeout"));
+    // The peer never answers: dropped after the close timeout.
+    let deadline = s.poll_timeout().unwrap();
+    assert_eq!(deadline, t0 + Duration::from_secs(55));
+    s.handle_timeout(deadline);
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::Closed(Closed {
+            code: CloseCode::NORMAL,
+            reason: "idle timeout".into(),
+            cause: CloseCause::IdleTimeout
+        }))
+    );
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn automatic_pong_goes_ahead_of_queued_data() {
+    let now = Instant::now();
+    let mut s = Session::new(Role::Server, Config::default(), now);
+    s.send(&Frame::text("queued"), now).unwrap();
+    s.receive(&frame(true, OpCode::Ping, b"!"), now);
+    let mut out = Vec::new();
+    s.take_transmit(&mut out);
+    assert_eq!(&out[..3], [0x8a, 0x01, b'!']);
+    assert_eq!(&out[3..], [&[0x81, 6][..], b"queued"].concat());
+}
+
+#[test]
+fn eof_without_close_is_abnormal() {
+    let now = Instant::now();
+    let mut s = Session::new(Role::Server, Config::default(), now);
+    s.receive(&frame(false, OpCode::Text, b"half"), now);
+    s.receive_eof();
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::Closed(Closed {
+            code: CloseCode::ABNORMAL,
+            reason: String::new(),
+            cause: CloseCause::Abnormal
+        }))
+    );
+}
+
+#[test]
+fn hibernate_shrink_gives_buffers_back_s10() {
+    let now = Instant::now();
+    let mut s = Session::new(Role::Server, Config::default(), now);
+    s.receive(&frame(true, OpCode::Binary, &[0u8; 5000]), now);
+    s.receive(&frame(true, OpCode::Ping, b"x"), now);
+    while s.poll_event().is_some() {}
+    s.send(&Frame::binary(vec![0u8; 4000]), now).unwrap();
+    let mut out = Vec::new();
+    s.take_transmit(&mut out);
+    assert!(s.heap_size() > 0);
+    s.shrink();
+    assert_eq!(s.heap_size(), 0);
+    // A half-received message is kept.
+    s.receive(&frame(false, OpCode::Binary, &[1u8; 100]), now);
+    s.shrink();
+    assert!(s.heap_size() >= 100);
+}
+
+#[test]
+fn client_and_server_sessions_talk() {
+    let now = Instant::now();
+    let mut c = Session::new(Role::Client, Config::default(), now);
+    let mut s = Session::new(Role::Server, Config::default(), now);
+    c.send(&Frame::binary(vec![5u8; 1000]), now).unwrap();
+    c.send(&Frame::Ping("hb".into()), now).unwrap();
+    let mut wire = Vec::new();
+    c.take_transmit(&mut wire);
+    s.receive(&wire, now);
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::Message(Message::Binary(vec![5u8; 1000].into())))
+    );
+    assert_eq!(
+        s.poll_event(),
+        Some(Event::Message(Message::Ping("hb".into())))
+    );
+    let mut back = Vec::new();
+    s.take_transmit(&mut back);
+    c.receive(&back, now);
+    assert_eq!(
+        c.poll_event(),
+        Some(Event::Message(Message::Pong("hb".into())))
+    );
+    // The client closes; the server echoes; both report the end.
+    c.close(Some(CloseCode::GOING_AWAY), "bye", now).unwrap();
+    wire.clear();
+    c.take_transmit(&mut wire);
+    s.receive(&wire, now);
+    assert!(matches!(
+        s.poll_event(),
+        Some(Event::Closed(Closed {
+            cause: CloseCause::Remote,
+            ..
+        }))
+    ));
+    back.clear();
+    s.take_transmit(&mut back);
+    c.receive(&back, now);
+    assert_eq!(
+        c.poll_event(),
+        Some(Event::Closed(Closed {
+            code: CloseCode::GOING_AWAY,
+            reason: "bye".into(),
+            cause: CloseCause::Local
+        }))
+    );
+}
