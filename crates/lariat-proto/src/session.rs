@@ -163,6 +163,9 @@ pub struct Session {
     urgent_out: Vec<u8>,
     data_out: Vec<u8>,
 
+    /// A violation found in the input, applied once the events before it
+    /// have been taken, so replies to earlier messages still go out first.
+    failure: Option<ProtocolError>,
     /// The close frame we sent, and why: reported when the handshake ends.
     sent_close: Option<(CloseCode, String, CloseCause)>,
     last_activity: Instant,
@@ -188,6 +191,7 @@ impl Session {
             events: VecDeque::new(),
             urgent_out: Vec::new(),
             data_out: Vec::new(),
+            failure: None,
             sent_close: None,
             last_activity: now,
             mask_seed: 0x9e37_79b9_7f4a_7c15,
@@ -237,7 +241,7 @@ impl Session {
             // S8.3: only data from the peer counts as activity.
             self.last_activity = now;
         }
-        while !data.is_empty() && self.state != State::Closed {
+        while !data.is_empty() && self.state != State::Closed && self.failure.is_none() {
             let step = match self.frame {
                 None => self.read_header(data),
                 Some(_) => self.read_payload(data),
@@ -245,7 +249,12 @@ impl Session {
             match step {
                 Ok(n) => data = &data[n..],
                 Err(e) => {
-                    self.fail(e);
+                    // Everything after the violation is ignored; the connection
+                    // fails once the events before it are taken.
+                    self.failure = Some(e);
+                    if self.events.is_empty() {
+                        self.fail(e);
+                    }
                     return;
                 }
             }
@@ -254,6 +263,9 @@ impl Session {
 
     /// The peer closed its end of the stream.
     pub fn receive_eof(&mut self) {
+        if self.failure.is_some() {
+            return;
+        }
         match self.state {
             State::Closed => {}
             State::CloseSent { .. } => self.finish_close_sent(),
@@ -268,7 +280,16 @@ impl Session {
     /// Take the next event.
     #[inline]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            if let Some(e) = self.failure {
+                if self.state != State::Closed {
+                    self.fail(e);
+                    return self.events.pop_front();
+                }
+            }
+        }
+        event
     }
 
     /// Parse a header from `data` (and any bytes of it kept from before).

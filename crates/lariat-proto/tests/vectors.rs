@@ -490,3 +490,32 @@ fn client_and_server_sessions_talk() {
         }))
     );
 }
+
+#[test]
+fn messages_before_a_violation_are_delivered_and_answered_first() {
+    // Autobahn 3.2 / 4.1.3 / 5.15: a good message, then a bad frame, in one
+    // read. The good message is delivered, and a reply to it goes out before
+    // the close frame.
+    let now = Instant::now();
+    let mut s = Session::new(Role::Server, Config::default(), now);
+    let mut bad = frame(true, OpCode::Text, b"x");
+    bad[0] |= 0x20;
+    s.receive(
+        &cat(&[
+            frame(true, OpCode::Text, b"first"),
+            bad,
+            frame(true, OpCode::Ping, b""),
+        ]),
+        now,
+    );
+    assert_eq!(s.poll_event(), Some(text("first")));
+    s.send(&Frame::text("first"), now).unwrap();
+    assert_eq!(s.poll_event(), Some(failed(ProtocolError::ReservedBits)));
+    let mut out = Vec::new();
+    s.take_transmit(&mut out);
+    let reply = [&[0x81, 5][..], b"first"].concat();
+    assert_eq!(
+        out,
+        [reply, server_close(1002, "reserved bits set")].concat()
+    );
+}

@@ -1,0 +1,466 @@
+//! The per-connection driver: one task per WebSocket connection.
+//!
+//! The loop, in order: hand each session event to the handler and apply its
+//! commands; write what the session wants to transmit; wait on the socket,
+//! the mailbox and the next timer. On exit: close the socket, then call
+//! `terminate` once. Handlers never touch the socket.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper_util::rt::TokioIo;
+use lariat_proto::{CloseCause, CloseCode, Closed, Event, Frame, Role, Session, UsageError};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, error, info, warn};
+
+use crate::handle::Handle;
+use crate::handler::{Command, Context, Handler, Reply, TerminateReason};
+use crate::upgrade::Upgrade;
+
+/// The upgraded byte stream: the TCP socket itself when hyper hands it back,
+/// hyper's wrapper otherwise.
+pub(crate) enum Io {
+    Tcp(TcpStream),
+    Upgraded(TokioIo<hyper::upgrade::Upgraded>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Upgraded(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Upgraded(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Io::Upgraded(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Upgraded(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Recover the socket from hyper's upgrade (and the bytes hyper read past the
+/// request), so the connection pays for no extra buffer or indirection.
+pub(crate) fn unwrap_upgraded(upgraded: hyper::upgrade::Upgraded) -> (Io, Bytes) {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => (Io::Tcp(parts.io.into_inner()), parts.read_buf),
+        Err(upgraded) => (Io::Upgraded(TokioIo::new(upgraded)), Bytes::new()),
+    }
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Size of the read buffer each worker thread shares among its connections.
+const READ_BUF_SIZE: usize = 64 * 1024;
+
+thread_local! {
+    /// One read buffer per worker thread, not one per connection: a read goes
+    /// into it and the session keeps only what it must (a partial frame).
+    static READ_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; READ_BUF_SIZE].into_boxed_slice());
+}
+
+/// How long, after our last byte, to wait for the client to close its side.
+const LINGER: Duration = Duration::from_secs(2);
+/// Most mailbox messages handled in one turn before the socket gets a look.
+const MAILBOX_BATCH: usize = 64;
+
+struct Driver<H: Handler> {
+    io: Io,
+    session: Session,
+    handler: H,
+    ctx: Context<H::Info>,
+    out: Vec<u8>,
+    out_pos: usize,
+    reading: bool,
+    /// How the connection ended on our side, if the handler ended it.
+    ending: Option<TerminateReason>,
+    shutdown_reason: Option<String>,
+    io_error: Option<io::Error>,
+}
+
+/// Run a WebSocket connection to its end.
+pub(crate) async fn run<H: Handler>(
+    upgrade: Upgrade<H>,
+    io: Io,
+    leftover: Bytes,
+    peer: SocketAddr,
+) {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let handle = Handle::new(id);
+    let now = Instant::now();
+    let mut session = Session::new(Role::Server, upgrade.config, now.into_std());
+    if !leftover.is_empty() {
+        session.receive(&leftover, now.into_std());
+    }
+    let mut d = Driver {
+        io,
+        session,
+        handler: upgrade.handler,
+        ctx: Context::new(handle, peer, upgrade.protocol),
+        out: Vec::new(),
+        out_pos: 0,
+        reading: true,
+        ending: None,
+        shutdown_reason: None,
+        io_error: None,
+    };
+    debug!(conn = id, %peer, "websocket open");
+    let reason = d.drive().await;
+    d.ctx.handle.close();
+    let reason = match (reason, d.shutdown_reason.take()) {
+        (TerminateReason::Normal | TerminateReason::Stop, Some(custom)) => {
+            TerminateReason::Custom(custom)
+        }
+        (r, _) => r,
+    };
+    match &reason {
+        TerminateReason::Protocol(e) => {
+            info!(conn = id, %peer, error = %e, "websocket closed: protocol error")
+        }
+        TerminateReason::Crash(m) => {
+            error!(conn = id, %peer, panic = %m, "websocket handler crashed; closed with 1011")
+        }
+        TerminateReason::ConnectionLost => {
+            debug!(conn = id, %peer, error = ?d.io_error, "websocket connection lost")
+        }
+        r => debug!(conn = id, %peer, reason = ?r, "websocket closed"),
+    }
+    let handler = &mut d.handler;
+    if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(|| handler.terminate(&reason))) {
+        error!(conn = id, panic = %panic_message(&*p), "websocket handler panicked in terminate");
+    }
+}
+
+impl<H: Handler> Driver<H> {
+    async fn drive(&mut self) -> TerminateReason {
+        // S3: the after-upgrade init, before any frame is handled.
+        let reply = catch(self.handler.init(&mut self.ctx)).await;
+        self.apply(reply);
+        let mut pending_info: Option<H::Info> = None;
+        let mut timer_fired = false;
+        let sleep = sleep_until(Instant::now() + Duration::from_secs(86400));
+        tokio::pin!(sleep);
+        let mut armed: Option<Instant> = None;
+        loop {
+            // 1. Events from the client, in order.
+            while let Some(event) = self.session.poll_event() {
+                match event {
+                    Event::Message(m) => {
+                        if self.accepts_callbacks() {
+                            let reply = catch(self.handler.handle(m, &mut self.ctx)).await;
+                            self.apply(reply);
+                        }
+                    }
+                    Event::Closed(c) => return self.ended(c).await,
+                }
+            }
+            // 2. Messages to the handle, and due timers (S6, S3.1).
+            if timer_fired {
+                timer_fired = false;
+                let now = Instant::now();
+                self.session.handle_timeout(now.into_std());
+                while self.accepts_callbacks() {
+                    let Some(msg) = self.ctx.timers.pop_due(now) else {
+                        break;
+                    };
+                    self.info(msg).await;
+                }
+                continue;
+            }
+            if let Some(msg) = pending_info.take() {
+                self.info(msg).await;
+                for _ in 1..MAILBOX_BATCH {
+                    if !self.accepts_callbacks() {
+                        break;
+                    }
+                    match self.ctx.handle.try_recv() {
+                        Some(msg) => self.info(msg).await,
+                        None => break,
+                    }
+                }
+                continue;
+            }
+            if self.session.is_closing() {
+                // Nothing more for the handler: refuse messages from now on.
+                self.ctx.handle.close();
+            }
+            // 3. Transmit.
+            if self.out_pos == self.out.len() {
+                self.out.clear();
+                self.out_pos = 0;
+                self.session.take_transmit(&mut self.out);
+            }
+            // 4. Wait for the socket, the mailbox or a timer.
+            let deadline = match (self.session.poll_timeout(), self.ctx.timers.next_deadline()) {
+                (Some(a), Some(b)) => Some(Instant::from_std(a).min(b)),
+                (Some(a), None) => Some(Instant::from_std(a)),
+                (None, b) => b,
+            };
+            if deadline != armed {
+                if let Some(at) = deadline {
+                    sleep.as_mut().reset(at);
+                }
+                armed = deadline;
+            }
+            let listen_mailbox = self.accepts_callbacks();
+            let progressed = poll_fn(|cx| {
+                let mut ready = false;
+                if self.out_pos < self.out.len() {
+                    match Pin::new(&mut self.io).poll_write(cx, &self.out[self.out_pos..]) {
+                        Poll::Ready(Ok(n)) => {
+                            self.out_pos += n;
+                            self.ctx.buffered = self.out.len() - self.out_pos;
+                            ready = true;
+                        }
+                        Poll::Ready(Err(e)) => {
+                            self.io_error = Some(e);
+                            return Poll::Ready(false);
+                        }
+                        Poll::Pending => {}
+                    }
+                }
+                if self.reading && !self.session.is_closed() {
+                    match self.poll_read(cx) {
+                        Poll::Ready(Ok(())) => ready = true,
+                        Poll::Ready(Err(e)) => {
+                            self.io_error = Some(e);
+                            return Poll::Ready(false);
+                        }
+                        Poll::Pending => {}
+                    }
+                }
+                if listen_mailbox && pending_info.is_none() {
+                    if let Poll::Ready(m) = self.ctx.handle.poll_recv(cx) {
+                        pending_info = Some(m);
+                        ready = true;
+                    }
+                }
+                if armed.is_some() && sleep.as_mut().poll(cx).is_ready() {
+                    armed = None;
+                    timer_fired = true;
+                    ready = true;
+                }
+                if ready {
+                    Poll::Ready(true)
+                } else {
+                    Poll::Pending
+                }
+            })
+            .await;
+            if !progressed {
+                // The socket failed: the connection is lost.
+                self.session.receive_eof();
+                return TerminateReason::ConnectionLost;
+            }
+        }
+    }
+
+    /// Read once into the worker's shared buffer and feed the session.
+    fn poll_read(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        READ_BUF.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            let mut rb = ReadBuf::new(&mut buf[..]);
+            match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let data = rb.filled();
+                    if data.is_empty() {
+                        self.session.receive_eof();
+                    } else {
+                        self.session.receive(data, Instant::now().into_std());
+                    }
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            }
+        })
+    }
+
+    /// May the handler still be called? Not once it stopped, closed or crashed.
+    fn accepts_callbacks(&self) -> bool {
+        self.ending.is_none() && !self.session.is_closing()
+    }
+
+    async fn info(&mut self, msg: H::Info) {
+        let reply = catch(self.handler.info(msg, &mut self.ctx)).await;
+        self.apply(reply);
+    }
+
+    /// Apply a callback's result, in order (the one place commands are applied).
+    fn apply(&mut self, reply: Result<Reply, String>) {
+        let reply = match reply {
+            Ok(r) => r,
+            Err(panic) => {
+                // A crashed handler: close with 1011, call nothing but terminate.
+                let _ = self.session.close(
+                    Some(CloseCode::INTERNAL_ERROR),
+                    "internal error",
+                    Instant::now().into_std(),
+                );
+                self.ending = Some(TerminateReason::Crash(panic));
+                return;
+            }
+        };
+        let (commands, hibernate) = reply.into_parts();
+        for command in commands {
+            match command {
+                Command::Frame(frame) => self.send(frame),
+                Command::Stop => {
+                    // S11.1: end properly, with a close frame.
+                    if self
+                        .session
+                        .close(Some(CloseCode::NORMAL), "", Instant::now().into_std())
+                        .is_ok()
+                    {
+                        self.ending = Some(TerminateReason::Stop);
+                    }
+                }
+                Command::Active(on) => self.reading = on,
+                Command::SetIdleTimeout(t) => self.session.config_mut().idle_timeout = t,
+                Command::SetMaxFrameSize(n) => self.session.config_mut().max_frame_size = n,
+                Command::SetMaxMessageSize(n) => self.session.config_mut().max_message_size = n,
+                Command::ShutdownReason(r) => self.shutdown_reason = Some(r),
+            }
+        }
+        if hibernate {
+            self.hibernate();
+        }
+    }
+
+    fn send(&mut self, frame: Frame) {
+        let is_close = matches!(frame, Frame::Close(_));
+        match self.session.send(&frame, Instant::now().into_std()) {
+            Ok(()) => {
+                if is_close && self.ending.is_none() {
+                    self.ending = Some(TerminateReason::Normal);
+                }
+            }
+            // S11.3: nothing is sent after a close frame.
+            Err(UsageError::SendAfterClose) => {}
+            Err(e) => {
+                warn!(conn = self.ctx.id(), error = %e, "handler sent an invalid frame; closing with 1011");
+                let _ = self.session.close(
+                    Some(CloseCode::INTERNAL_ERROR),
+                    "internal error",
+                    Instant::now().into_std(),
+                );
+                self.ending = Some(TerminateReason::Crash(e.to_string()));
+            }
+        }
+    }
+
+    /// S10: give back every buffer that can be rebuilt.
+    fn hibernate(&mut self) {
+        self.session.shrink();
+        if self.out_pos == self.out.len() {
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
+        self.ctx.handle.shrink();
+        self.ctx.timers.shrink();
+    }
+
+    /// The session has closed: flush the last frames, close the socket, and
+    /// say why it ended.
+    async fn ended(&mut self, closed: Closed) -> TerminateReason {
+        let reason = match (self.ending.take(), closed.cause) {
+            (Some(TerminateReason::Crash(m)), _) => TerminateReason::Crash(m),
+            (_, CloseCause::Remote) => TerminateReason::Remote {
+                code: closed.code,
+                reason: closed.reason,
+            },
+            (_, CloseCause::Protocol(e)) => TerminateReason::Protocol(e),
+            (_, CloseCause::IdleTimeout) => TerminateReason::IdleTimeout,
+            (Some(r), CloseCause::Local | CloseCause::Abnormal) => r,
+            (None, CloseCause::Local) => TerminateReason::Normal,
+            (None, CloseCause::Abnormal) => TerminateReason::ConnectionLost,
+        };
+        self.finish_io().await;
+        reason
+    }
+
+    /// Write what is left, half-close, and wait briefly for the client to
+    /// close its side (RFC 6455 §7.1.1: the server closes TCP first; lingering
+    /// keeps our close frame from being lost to a reset).
+    async fn finish_io(&mut self) {
+        let mut rest = std::mem::take(&mut self.out);
+        rest.drain(..self.out_pos);
+        self.session.take_transmit(&mut rest);
+        let io = &mut self.io;
+        let done = tokio::time::timeout(LINGER, async move {
+            if !rest.is_empty() {
+                io.write_all(&rest).await?;
+            }
+            io.shutdown().await?;
+            let mut sink = [0u8; 4096];
+            loop {
+                let mut rb = ReadBuf::new(&mut sink);
+                poll_fn(|cx| Pin::new(&mut *io).poll_read(cx, &mut rb)).await?;
+                if rb.filled().is_empty() {
+                    return Ok::<(), io::Error>(());
+                }
+            }
+        })
+        .await;
+        if let Ok(Err(e)) = done {
+            debug!(conn = self.ctx.id(), error = %e, "error while closing the socket");
+        }
+    }
+}
+
+/// Run a callback, turning a panic into an error (a crash in one connection
+/// leaves the others running).
+async fn catch<F: Future<Output = Reply>>(f: F) -> Result<Reply, String> {
+    let mut f = std::pin::pin!(f);
+    poll_fn(
+        move |cx| match std::panic::catch_unwind(AssertUnwindSafe(|| f.as_mut().poll(cx))) {
+            Ok(Poll::Ready(r)) => Poll::Ready(Ok(r)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(p) => Poll::Ready(Err(panic_message(&*p))),
+        },
+    )
+    .await
+}
+
+pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_string()
+    }
+}
