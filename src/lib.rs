@@ -279,3 +279,8 @@ pub fn app() -> Router {
             }
         })
 }
+
+/// The README's handler example, compiled as a doc test so it stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
