@@ -40,12 +40,27 @@ fn main() -> std::io::Result<()> {
     runtime.block_on(async {
         let server = lariat::Server::bind(args.addr).await?;
         tracing::info!(addr = %server.local_addr()?, threads, "lariat demo listening");
-        tokio::select! {
-            r = server.serve(lariat_demo::app()) => r,
-            _ = tokio::signal::ctrl_c() => {
-                tracing::info!("interrupted; exiting");
-                Ok(())
-            }
-        }
+        // SIGINT or SIGTERM: stop accepting, close every WebSocket with 1001,
+        // wait for the closing handshakes (each handler's terminate runs).
+        server
+            .serve_with_shutdown(lariat_demo::app(), shutdown_signal())
+            .await?;
+        tracing::info!("shut down");
+        Ok(())
     })
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
 }

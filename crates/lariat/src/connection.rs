@@ -24,9 +24,10 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 
-use crate::handle::Handle;
+use crate::handle::{Control, Handle, Received};
 use crate::handler::{Command, Context, Handler, Reply, TerminateReason};
-use crate::upgrade::Upgrade;
+use crate::server::ServerLink;
+use crate::upgrade::{Flow, SendQueueFull, Upgrade};
 
 /// The upgraded byte stream: the TCP socket itself when hyper hands it back,
 /// hyper's wrapper otherwise.
@@ -100,6 +101,9 @@ const MAILBOX_BATCH: usize = 64;
 
 struct Driver<H: Handler> {
     io: Io,
+    flow: Flow,
+    /// The queue went over the backpressure limit; `drain` runs when it empties.
+    backpressured: bool,
     session: Session,
     handler: H,
     ctx: Context<H::Info>,
@@ -118,19 +122,29 @@ pub(crate) async fn run<H: Handler>(
     io: Io,
     leftover: Bytes,
     peer: SocketAddr,
+    server: ServerLink,
 ) {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let handle = Handle::new(id);
+    let handle = Handle::new(
+        id,
+        upgrade.flow.mailbox_capacity,
+        upgrade.flow.mailbox_overflow,
+    );
+    server.register(id, handle.shutdown_switch());
     let now = Instant::now();
     let mut session = Session::new(Role::Server, upgrade.config, now.into_std());
     if !leftover.is_empty() {
         session.receive(&leftover, now.into_std());
     }
+    let mut ctx = Context::new(handle, peer, upgrade.protocol);
+    ctx.backpressure_limit = upgrade.flow.backpressure_limit;
     let mut d = Driver {
         io,
+        flow: upgrade.flow,
+        backpressured: false,
         session,
         handler: upgrade.handler,
-        ctx: Context::new(handle, peer, upgrade.protocol),
+        ctx,
         out: Vec::new(),
         out_pos: 0,
         reading: true,
@@ -140,7 +154,8 @@ pub(crate) async fn run<H: Handler>(
     };
     debug!(conn = id, %peer, "websocket open");
     let reason = d.drive().await;
-    d.ctx.handle.close();
+    d.ctx.handle.close_mailbox();
+    server.deregister(id);
     let reason = match (reason, d.shutdown_reason.take()) {
         (TerminateReason::Normal | TerminateReason::Stop, Some(custom)) => {
             TerminateReason::Custom(custom)
@@ -171,6 +186,7 @@ impl<H: Handler> Driver<H> {
         let reply = catch(self.handler.init(&mut self.ctx)).await;
         self.apply(reply);
         let mut pending_info: Option<H::Info> = None;
+        let mut pending_control: Option<Control> = None;
         let mut timer_fired = false;
         let sleep = sleep_until(Instant::now() + Duration::from_secs(86400));
         tokio::pin!(sleep);
@@ -181,6 +197,7 @@ impl<H: Handler> Driver<H> {
                 match event {
                     Event::Message(m) => {
                         if self.accepts_callbacks() {
+                            self.ctx.buffered = self.queued();
                             let reply = catch(self.handler.handle(m, &mut self.ctx)).await;
                             self.apply(reply);
                         }
@@ -201,6 +218,19 @@ impl<H: Handler> Driver<H> {
                 }
                 continue;
             }
+            if let Some(control) = pending_control.take() {
+                self.control(control);
+                continue;
+            }
+            if self.backpressured && self.queued() <= self.flow.backpressure_limit {
+                self.backpressured = false;
+                if self.accepts_callbacks() {
+                    self.ctx.buffered = self.queued();
+                    let reply = catch(self.handler.drain(&mut self.ctx)).await;
+                    self.apply(reply);
+                }
+                continue;
+            }
             if let Some(msg) = pending_info.take() {
                 self.info(msg).await;
                 for _ in 1..MAILBOX_BATCH {
@@ -216,7 +246,7 @@ impl<H: Handler> Driver<H> {
             }
             if self.session.is_closing() {
                 // Nothing more for the handler: refuse messages from now on.
-                self.ctx.handle.close();
+                self.ctx.handle.close_mailbox();
             }
             // 3. Transmit.
             if self.out_pos == self.out.len() {
@@ -243,7 +273,6 @@ impl<H: Handler> Driver<H> {
                     match Pin::new(&mut self.io).poll_write(cx, &self.out[self.out_pos..]) {
                         Poll::Ready(Ok(n)) => {
                             self.out_pos += n;
-                            self.ctx.buffered = self.out.len() - self.out_pos;
                             ready = true;
                         }
                         Poll::Ready(Err(e)) => {
@@ -263,10 +292,17 @@ impl<H: Handler> Driver<H> {
                         Poll::Pending => {}
                     }
                 }
-                if listen_mailbox && pending_info.is_none() {
-                    if let Poll::Ready(m) = self.ctx.handle.poll_recv(cx) {
-                        pending_info = Some(m);
-                        ready = true;
+                if listen_mailbox && pending_info.is_none() && pending_control.is_none() {
+                    match self.ctx.handle.poll_recv(cx) {
+                        Poll::Ready(Received::Message(m)) => {
+                            pending_info = Some(m);
+                            ready = true;
+                        }
+                        Poll::Ready(Received::Control(c)) => {
+                            pending_control = Some(c);
+                            ready = true;
+                        }
+                        Poll::Pending => {}
                     }
                 }
                 if armed.is_some() && sleep.as_mut().poll(cx).is_ready() {
@@ -315,8 +351,47 @@ impl<H: Handler> Driver<H> {
     }
 
     async fn info(&mut self, msg: H::Info) {
+        self.ctx.buffered = self.queued();
         let reply = catch(self.handler.info(msg, &mut self.ctx)).await;
         self.apply(reply);
+    }
+
+    /// Bytes queued for the client: taken by the driver and not yet written,
+    /// plus still in the session.
+    fn queued(&self) -> usize {
+        (self.out.len() - self.out_pos) + self.session.buffered_amount()
+    }
+
+    /// A close asked from outside the handler: served ahead of messages.
+    fn control(&mut self, control: Control) {
+        let now = Instant::now().into_std();
+        let (code, reason, ending) = match control {
+            Control::Close(code, reason) => (code, reason, TerminateReason::Stop),
+            Control::Overflow => (
+                CloseCode::POLICY_VIOLATION,
+                "mailbox overflow".to_string(),
+                TerminateReason::MailboxOverflow,
+            ),
+            Control::Shutdown => (
+                CloseCode::GOING_AWAY,
+                "server shutting down".to_string(),
+                TerminateReason::Shutdown,
+            ),
+        };
+        let sent = match self.session.close(Some(code), &reason, now) {
+            Err(UsageError::InvalidCloseCode(c)) => {
+                warn!(
+                    conn = self.ctx.id(),
+                    code = c,
+                    "Handle::close with a code that may not be sent; closing with 1000"
+                );
+                self.session.close(Some(CloseCode::NORMAL), &reason, now)
+            }
+            other => other,
+        };
+        if sent.is_ok() {
+            self.ending = Some(ending);
+        }
     }
 
     /// Apply a callback's result, in order (the one place commands are applied).
@@ -355,6 +430,11 @@ impl<H: Handler> Driver<H> {
                 Command::ShutdownReason(r) => self.shutdown_reason = Some(r),
             }
         }
+        let queued = self.queued();
+        self.ctx.buffered = queued;
+        if queued > self.flow.backpressure_limit {
+            self.backpressured = true;
+        }
         if hibernate {
             self.hibernate();
         }
@@ -362,6 +442,34 @@ impl<H: Handler> Driver<H> {
 
     fn send(&mut self, frame: Frame) {
         let is_close = matches!(frame, Frame::Close(_));
+        if !is_close && !self.session.is_closing() {
+            let queued = self.queued();
+            if queued > self.flow.send_queue_limit {
+                match self.flow.on_full {
+                    SendQueueFull::Drop => {
+                        self.ctx.dropped += 1;
+                        debug!(
+                            conn = self.ctx.id(),
+                            queued, "send queue full; frame dropped"
+                        );
+                        return;
+                    }
+                    SendQueueFull::Close => {
+                        info!(
+                            conn = self.ctx.id(),
+                            queued, "send queue full (client not reading); closing with 1008"
+                        );
+                        let _ = self.session.close(
+                            Some(CloseCode::POLICY_VIOLATION),
+                            "send queue full",
+                            Instant::now().into_std(),
+                        );
+                        self.ending = Some(TerminateReason::SlowConsumer);
+                        return;
+                    }
+                }
+            }
+        }
         match self.session.send(&frame, Instant::now().into_std()) {
             Ok(()) => {
                 if is_close && self.ending.is_none() {

@@ -1,35 +1,86 @@
 //! The connection's handle: Cowboy's pid. Cloneable, `Send`, usable from any
 //! task or thread; what is sent through it reaches the handler's `info`
 //! callback (S6), in order.
+//!
+//! The mailbox behind it is unbounded by default; bounded with
+//! [`Upgrade::mailbox_capacity`](crate::Upgrade::mailbox_capacity), where a
+//! full mailbox either refuses the message or closes the connection
+//! ([`MailboxOverflow`]). A close asked through the handle, and a server
+//! shutdown, jump ahead of every queued message.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-/// Sending to a connection that has ended. The message comes back.
+use lariat_proto::CloseCode;
+
+/// Why a message could not be delivered. The message comes back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SendError<M>(pub M);
+pub enum SendError<M> {
+    /// The connection has ended (or is closing).
+    Closed(M),
+    /// The mailbox is bounded and full, and its policy is
+    /// [`MailboxOverflow::Reject`].
+    Full(M),
+}
+
+impl<M> SendError<M> {
+    /// The message that was not delivered.
+    pub fn into_inner(self) -> M {
+        match self {
+            SendError::Closed(m) | SendError::Full(m) => m,
+        }
+    }
+}
 
 impl<M> std::fmt::Display for SendError<M> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the connection is closed")
+        match self {
+            SendError::Closed(_) => f.write_str("the connection is closed"),
+            SendError::Full(_) => f.write_str("the connection's mailbox is full"),
+        }
     }
 }
 
 impl<M: std::fmt::Debug> std::error::Error for SendError<M> {}
 
+/// What a bounded mailbox does with a message that does not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MailboxOverflow {
+    /// Refuse it: [`Handle::send`] returns [`SendError::Full`]. The default.
+    #[default]
+    Reject,
+    /// Refuse it and close the connection with 1008 (policy violation): a
+    /// consumer that cannot keep up is cut off.
+    Close,
+}
+
+/// A close requested from outside the handler, served before queued messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Control {
+    /// [`Handle::close`]: close with this code and reason.
+    Close(CloseCode, String),
+    /// The mailbox overflowed under [`MailboxOverflow::Close`].
+    Overflow,
+    /// The server is shutting down: close with 1001.
+    Shutdown,
+}
+
 struct State<M> {
     queue: VecDeque<M>,
     waker: Option<Waker>,
     closed: bool,
+    control: Option<Control>,
 }
 
 pub(crate) struct Mailbox<M> {
     id: u64,
+    capacity: Option<usize>,
+    overflow: MailboxOverflow,
     state: Mutex<State<M>>,
 }
 
-/// A handle to one WebSocket connection (S6, SPEC: "Cowboy's pid").
+/// A handle to one WebSocket connection (S6; Cowboy's pid).
 ///
 /// ```no_run
 /// # async fn demo(handle: lariat::Handle<String>) {
@@ -63,20 +114,23 @@ impl<M> std::fmt::Debug for Handle<M> {
 }
 
 fn lock<M>(m: &Mutex<State<M>>) -> std::sync::MutexGuard<'_, State<M>> {
-    // A panic while holding this lock cannot leave the queue inconsistent:
-    // every critical section is a single push, pop or flag change.
+    // Every critical section is a push, a pop or a flag change: a panic
+    // elsewhere cannot leave the state inconsistent.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<M> Handle<M> {
-    pub(crate) fn new(id: u64) -> Handle<M> {
+    pub(crate) fn new(id: u64, capacity: Option<usize>, overflow: MailboxOverflow) -> Handle<M> {
         Handle {
             mailbox: Arc::new(Mailbox {
                 id,
+                capacity,
+                overflow,
                 state: Mutex::new(State {
                     queue: VecDeque::new(),
                     waker: None,
                     closed: false,
+                    control: None,
                 }),
             }),
         }
@@ -87,13 +141,23 @@ impl<M> Handle<M> {
         self.mailbox.id
     }
 
-    /// Deliver `msg` to the connection's `info` callback. Fails, giving the
-    /// message back, if the connection has ended.
+    /// Deliver `msg` to the connection's `info` callback, after the messages
+    /// already queued. Fails, giving the message back, if the connection has
+    /// ended or its bounded mailbox is full.
     pub fn send(&self, msg: M) -> Result<(), SendError<M>> {
         let waker = {
             let mut s = lock(&self.mailbox.state);
             if s.closed {
-                return Err(SendError(msg));
+                return Err(SendError::Closed(msg));
+            }
+            if self.mailbox.capacity.is_some_and(|c| s.queue.len() >= c) {
+                if self.mailbox.overflow == MailboxOverflow::Close && s.control.is_none() {
+                    s.control = Some(Control::Overflow);
+                    if let Some(w) = s.waker.take() {
+                        w.wake();
+                    }
+                }
+                return Err(SendError::Full(msg));
             }
             s.queue.push_back(msg);
             s.waker.take()
@@ -104,9 +168,39 @@ impl<M> Handle<M> {
         Ok(())
     }
 
+    /// Close the connection with `code` and `reason` (S11.2, S11.4), ahead of
+    /// any queued message; the handler's `terminate` gets
+    /// [`TerminateReason::Stop`](crate::TerminateReason::Stop). Returns false
+    /// if the connection had already ended.
+    pub fn close(&self, code: impl Into<CloseCode>, reason: impl Into<String>) -> bool {
+        self.control(Control::Close(code.into(), reason.into()))
+    }
+
+    pub(crate) fn control(&self, control: Control) -> bool {
+        let waker = {
+            let mut s = lock(&self.mailbox.state);
+            if s.closed {
+                return false;
+            }
+            if s.control.is_none() {
+                s.control = Some(control);
+            }
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
+    }
+
     /// True once the connection has ended.
     pub fn is_closed(&self) -> bool {
         lock(&self.mailbox.state).closed
+    }
+
+    /// Messages waiting for the `info` callback.
+    pub fn queued(&self) -> usize {
+        lock(&self.mailbox.state).queue.len()
     }
 
     /// Do two handles point to the same connection?
@@ -114,10 +208,14 @@ impl<M> Handle<M> {
         Arc::ptr_eq(&self.mailbox, &other.mailbox)
     }
 
-    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<M> {
+    /// The next control request or message. Control requests come first.
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Received<M>> {
         let mut s = lock(&self.mailbox.state);
+        if let Some(c) = s.control.take() {
+            return Poll::Ready(Received::Control(c));
+        }
         match s.queue.pop_front() {
-            Some(m) => Poll::Ready(m),
+            Some(m) => Poll::Ready(Received::Message(m)),
             None => {
                 if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     s.waker = Some(cx.waker().clone());
@@ -127,12 +225,17 @@ impl<M> Handle<M> {
         }
     }
 
+    /// A queued message, if no control request is waiting.
     pub(crate) fn try_recv(&self) -> Option<M> {
-        lock(&self.mailbox.state).queue.pop_front()
+        let mut s = lock(&self.mailbox.state);
+        if s.control.is_some() {
+            return None;
+        }
+        s.queue.pop_front()
     }
 
     /// Refuse further messages and drop the queued ones.
-    pub(crate) fn close(&self) {
+    pub(crate) fn close_mailbox(&self) {
         let dropped = {
             let mut s = lock(&self.mailbox.state);
             s.closed = true;
@@ -148,5 +251,39 @@ impl<M> Handle<M> {
         if s.queue.is_empty() {
             s.queue = VecDeque::new();
         }
+    }
+}
+
+/// What the mailbox yields.
+pub(crate) enum Received<M> {
+    Control(Control),
+    Message(M),
+}
+
+/// A connection's shutdown switch, with its handler's message type erased,
+/// for the server's registry of live connections.
+pub(crate) trait Shutdown: Send + Sync {
+    fn shutdown(&self);
+}
+
+impl<M: Send> Shutdown for Mailbox<M> {
+    fn shutdown(&self) {
+        let waker = {
+            let mut s = lock(&self.state);
+            if s.closed {
+                return;
+            }
+            s.control = Some(Control::Shutdown);
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl<M: Send + 'static> Handle<M> {
+    pub(crate) fn shutdown_switch(&self) -> Arc<dyn Shutdown> {
+        self.mailbox.clone()
     }
 }

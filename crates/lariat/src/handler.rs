@@ -66,6 +66,13 @@ pub trait Handler: Send + Sized + 'static {
         async { Reply::ok() }
     }
 
+    /// The send queue, once over the backpressure limit, has drained below
+    /// it (uWebSockets' `drain`). Default: nothing.
+    fn drain(&mut self, ctx: &mut Context<Self::Info>) -> impl Future<Output = Reply> + Send {
+        let _ = ctx;
+        async { Reply::ok() }
+    }
+
     /// The connection has ended, for `reason`. Always called once, last,
     /// even after a callback panicked. Default: nothing.
     fn terminate(&mut self, reason: &TerminateReason) {
@@ -268,6 +275,10 @@ pub enum TerminateReason {
     ConnectionLost,
     /// The server is shutting down (closed with 1001).
     Shutdown,
+    /// The client did not read: the send queue passed its hard limit (closed with 1008).
+    SlowConsumer,
+    /// The bounded mailbox overflowed under [`MailboxOverflow::Close`](crate::MailboxOverflow::Close) (closed with 1008).
+    MailboxOverflow,
     /// The reason the handler set with [`Command::ShutdownReason`], in place
     /// of `Normal` or `Stop`.
     Custom(String),
@@ -280,6 +291,8 @@ pub struct Context<M> {
     pub(crate) peer: SocketAddr,
     pub(crate) protocol: Option<String>,
     pub(crate) buffered: usize,
+    pub(crate) backpressure_limit: usize,
+    pub(crate) dropped: u64,
 }
 
 impl<M: Send + 'static> Context<M> {
@@ -290,6 +303,8 @@ impl<M: Send + 'static> Context<M> {
             peer,
             protocol,
             buffered: 0,
+            backpressure_limit: usize::MAX,
+            dropped: 0,
         }
     }
 
@@ -317,6 +332,19 @@ impl<M: Send + 'static> Context<M> {
     /// Bytes queued for the client and not yet written to the socket.
     pub fn buffered_amount(&self) -> usize {
         self.buffered
+    }
+
+    /// Is more queued for the client than the backpressure limit? A handler
+    /// that produces data at its own pace should wait for
+    /// [`Handler::drain`] before sending more.
+    pub fn is_backpressured(&self) -> bool {
+        self.buffered > self.backpressure_limit
+    }
+
+    /// Frames dropped because the send queue was full under
+    /// [`SendQueueFull::Drop`](crate::SendQueueFull::Drop).
+    pub fn dropped_frames(&self) -> u64 {
+        self.dropped
     }
 
     /// Deliver `msg` to `info` after `after` (S3.1: Erlang's `start_timer`).

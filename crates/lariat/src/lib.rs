@@ -43,13 +43,13 @@ mod server;
 mod timer;
 mod upgrade;
 
-pub use handle::{Handle, SendError};
+pub use handle::{Handle, MailboxOverflow, SendError};
 pub use handler::{Command, Context, Handler, Reply, TerminateReason};
 pub use request::{response, Request, Response};
 pub use router::Router;
 pub use server::{Server, ServerConfig};
 pub use timer::TimerId;
-pub use upgrade::{Init, Upgrade};
+pub use upgrade::{Init, SendQueueFull, Upgrade};
 
 pub use bytes::Bytes;
 pub use http;

@@ -30,6 +30,7 @@ pub(crate) trait Upgrader: Send {
         io: crate::connection::Io,
         leftover: bytes::Bytes,
         peer: std::net::SocketAddr,
+        server: crate::server::ServerLink,
     ) -> BoxFuture<()>;
 }
 
@@ -48,8 +49,9 @@ impl<H: Handler> Upgrader for Upgrade<H> {
         io: crate::connection::Io,
         leftover: bytes::Bytes,
         peer: std::net::SocketAddr,
+        server: crate::server::ServerLink,
     ) -> BoxFuture<()> {
-        Box::pin(crate::connection::run(*self, io, leftover, peer))
+        Box::pin(crate::connection::run(*self, io, leftover, peer, server))
     }
 }
 

@@ -1,9 +1,12 @@
 //! The HTTP/1.1 server: accept loop, request dispatch to routes, and the
 //! hand-off of upgraded connections to their driver task.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,10 +17,13 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use lariat_proto::handshake::{validate_request, HandshakeError};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, ToSocketAddrs};
+use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
 use crate::connection::{panic_message, unwrap_upgraded};
+use crate::handle::Shutdown;
 use crate::request::{response, Request, Response};
 use crate::router::{Outcome, Router};
 
@@ -27,9 +33,20 @@ pub struct ServerConfig {
     /// Largest request body collected for a route's init; bigger gets 413.
     /// Default: 1 MiB.
     pub max_body_size: usize,
-    /// Time a client has to send a whole request head (slowloris guard).
-    /// Default: 10 s.
+    /// Time a client has to send a whole request head (slowloris guard);
+    /// then the socket is closed. Default: 10 s.
     pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers); bigger gets 431.
+    /// At least 8 KiB. Default: 16 KiB.
+    pub max_head_size: usize,
+    /// Most headers in a request; more gets 431. Default: 64.
+    pub max_headers: usize,
+    /// Most connections open at once (HTTP and WebSocket); one more is
+    /// answered 503 and closed. Default: 10,000.
+    pub max_connections: usize,
+    /// On graceful shutdown, how long to wait for connections to finish
+    /// their closing handshakes. Default: 10 s.
+    pub drain_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -37,7 +54,82 @@ impl Default for ServerConfig {
         ServerConfig {
             max_body_size: 1 << 20,
             header_read_timeout: Duration::from_secs(10),
+            max_head_size: 16 * 1024,
+            max_headers: 64,
+            max_connections: 10_000,
+            drain_timeout: Duration::from_secs(10),
         }
+    }
+}
+
+/// The server's view of its open connections: a count for the connection
+/// cap and the drain, and each WebSocket's shutdown switch.
+pub(crate) struct Registry {
+    open: AtomicUsize,
+    shutting_down: AtomicBool,
+    websockets: Mutex<HashMap<u64, Weak<dyn Shutdown>>>,
+    /// Wakes HTTP connections to shut down gracefully.
+    shutdown: Notify,
+    /// Notified each time a connection closes.
+    closed: Notify,
+}
+
+impl Registry {
+    fn new() -> Registry {
+        Registry {
+            open: AtomicUsize::new(0),
+            shutting_down: AtomicBool::new(false),
+            websockets: Mutex::new(HashMap::new()),
+            shutdown: Notify::new(),
+            closed: Notify::new(),
+        }
+    }
+
+    fn websockets(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Weak<dyn Shutdown>>> {
+        self.websockets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        self.shutdown.notify_waiters();
+        let switches: Vec<_> = self
+            .websockets()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for s in switches {
+            s.shutdown();
+        }
+    }
+}
+
+/// One open TCP connection, counted while this lives.
+pub(crate) struct Slot(Arc<Registry>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+        self.0.closed.notify_waiters();
+    }
+}
+
+/// What a WebSocket connection keeps of the server: its slot in the count,
+/// and the registry its shutdown switch is in.
+pub(crate) struct ServerLink {
+    slot: Arc<Slot>,
+}
+
+impl ServerLink {
+    pub(crate) fn register(&self, id: u64, switch: Arc<dyn Shutdown>) {
+        let registry = &self.slot.0;
+        registry.websockets().insert(id, Arc::downgrade(&switch));
+        if registry.shutting_down.load(Ordering::SeqCst) {
+            switch.shutdown();
+        }
+    }
+
+    pub(crate) fn deregister(&self, id: u64) {
+        self.slot.0.websockets().remove(&id);
     }
 }
 
@@ -82,12 +174,31 @@ impl Server {
 
     /// Accept connections and serve `router` until the task is dropped.
     pub async fn serve(self, router: Router) -> std::io::Result<()> {
+        self.serve_with_shutdown(router, std::future::pending())
+            .await
+    }
+
+    /// Serve `router` until `signal` completes, then shut down gracefully:
+    /// stop accepting, close every WebSocket with 1001, let HTTP connections
+    /// finish their request, and wait up to the drain timeout for all of
+    /// them to end (their handlers' `terminate` runs).
+    pub async fn serve_with_shutdown(
+        self,
+        router: Router,
+        signal: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let registry = Arc::new(Registry::new());
         let shared = Arc::new(Shared {
             router,
             config: self.config,
         });
+        let mut signal = std::pin::pin!(signal);
         loop {
-            let (stream, peer) = match self.listener.accept().await {
+            let accepted = tokio::select! {
+                r = self.listener.accept() => r,
+                _ = &mut signal => break,
+            };
+            let (stream, peer) = match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
                     // EMFILE and friends: wait for descriptors to free up
@@ -97,25 +208,92 @@ impl Server {
                     continue;
                 }
             };
+            if registry.open.fetch_add(1, Ordering::SeqCst) >= shared.config.max_connections {
+                registry.open.fetch_sub(1, Ordering::SeqCst);
+                warn!(%peer, max = shared.config.max_connections, "connection limit reached; answered 503");
+                tokio::spawn(refuse_busy(stream));
+                continue;
+            }
+            let slot = Arc::new(Slot(registry.clone()));
             let _ = stream.set_nodelay(true);
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let svc_shared = shared.clone();
-                let service = service_fn(move |req| {
-                    let shared = svc_shared.clone();
-                    async move { Ok::<_, Infallible>(shared.dispatch(req, peer).await) }
-                });
-                let conn = http1::Builder::new()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(shared.config.header_read_timeout)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .with_upgrades();
-                if let Err(e) = conn.await {
-                    debug!(%peer, error = %e, "http connection ended with an error");
-                }
-            });
+            tokio::spawn(serve_http(shared.clone(), stream, peer, slot));
         }
+        info!(
+            open = registry.open.load(Ordering::SeqCst),
+            "shutting down: closing connections"
+        );
+        registry.begin_shutdown();
+        let drained = tokio::time::timeout(shared.config.drain_timeout, async {
+            loop {
+                let closed = registry.closed.notified();
+                if registry.open.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                closed.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                open = registry.open.load(Ordering::SeqCst),
+                "drain timeout: connections left open"
+            );
+        }
+        Ok(())
     }
+}
+
+/// Serve one HTTP/1.1 connection (keep-alive), until it ends, upgrades, or
+/// the server shuts down.
+async fn serve_http(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    slot: Arc<Slot>,
+) {
+    let registry = slot.0.clone();
+    let svc_shared = shared.clone();
+    let svc_slot = slot.clone();
+    let service = service_fn(move |req| {
+        let shared = svc_shared.clone();
+        let slot = svc_slot.clone();
+        async move { Ok::<_, Infallible>(shared.dispatch(req, peer, slot).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.config.header_read_timeout)
+        .max_buf_size(shared.config.max_head_size.max(8192))
+        .max_headers(shared.config.max_headers)
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let shutdown = registry.shutdown.notified();
+    let result = if registry.shutting_down.load(Ordering::SeqCst) {
+        conn.as_mut().graceful_shutdown();
+        conn.await
+    } else {
+        tokio::select! {
+            r = conn.as_mut() => r,
+            _ = shutdown => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    };
+    if let Err(e) = result {
+        debug!(%peer, error = %e, "http connection ended with an error");
+    }
+    drop(slot);
+}
+
+/// Over the connection limit: a short 503, then close.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    let reply = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 20\r\nconnection: close\r\nretry-after: 1\r\n\r\ntoo many connections";
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(reply).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
 }
 
 struct Shared {
@@ -128,6 +306,7 @@ impl Shared {
         &self,
         mut req: http::Request<Incoming>,
         peer: SocketAddr,
+        slot: Arc<Slot>,
     ) -> http::Response<Full<Bytes>> {
         let Some((endpoint, params)) = self.router.find(req.uri().path()) else {
             return finish(response(StatusCode::NOT_FOUND, "not found\n"));
@@ -214,7 +393,7 @@ impl Shared {
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let (io, leftover) = unwrap_upgraded(upgraded);
-                    upgrader.run(io, leftover, peer).await;
+                    upgrader.run(io, leftover, peer, ServerLink { slot }).await;
                 }
                 Err(e) => debug!(%peer, error = %e, "upgrade did not complete"),
             }

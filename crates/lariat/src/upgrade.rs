@@ -5,8 +5,43 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use lariat_proto::Config;
 
+use crate::handle::MailboxOverflow;
 use crate::handler::Handler;
 use crate::request::Response;
+
+/// What happens to a frame sent while the send queue is over its hard limit
+/// (a client that does not read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SendQueueFull {
+    /// Close the connection with 1008 and end it (terminate gets
+    /// [`TerminateReason::SlowConsumer`](crate::TerminateReason::SlowConsumer)). The default.
+    #[default]
+    Close,
+    /// Drop the frame; the connection goes on. [`Context::dropped_frames`](crate::Context::dropped_frames) counts them.
+    Drop,
+}
+
+/// Per-connection flow-control settings (not part of the protocol).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Flow {
+    pub(crate) backpressure_limit: usize,
+    pub(crate) send_queue_limit: usize,
+    pub(crate) on_full: SendQueueFull,
+    pub(crate) mailbox_capacity: Option<usize>,
+    pub(crate) mailbox_overflow: MailboxOverflow,
+}
+
+impl Default for Flow {
+    fn default() -> Self {
+        Flow {
+            backpressure_limit: 64 * 1024,
+            send_queue_limit: 1 << 20,
+            on_full: SendQueueFull::Close,
+            mailbox_capacity: None,
+            mailbox_overflow: MailboxOverflow::Reject,
+        }
+    }
+}
 
 /// The result of a route's init (S1): upgrade to WebSocket with a handler, or
 /// answer plain HTTP (S2.2).
@@ -58,6 +93,7 @@ pub struct Upgrade<H> {
     pub(crate) protocol: Option<String>,
     pub(crate) config: Config,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) flow: Flow,
 }
 
 impl<H: Handler> Upgrade<H> {
@@ -69,6 +105,7 @@ impl<H: Handler> Upgrade<H> {
             protocol: None,
             config: Config::default(),
             headers: Vec::new(),
+            flow: Flow::default(),
         }
     }
 
@@ -133,6 +170,33 @@ impl<H: Handler> Upgrade<H> {
         if let (Ok(n), Ok(v)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
             self.headers.push((n, v));
         }
+        self
+    }
+
+    /// Above this many bytes queued for the client and not yet written, the
+    /// connection is *backpressured* ([`Context::is_backpressured`](crate::Context::is_backpressured));
+    /// once the queue drains below it again the handler's
+    /// [`drain`](crate::Handler::drain) runs. Default: 64 KiB.
+    pub fn backpressure_limit(mut self, bytes: usize) -> Self {
+        self.flow.backpressure_limit = bytes;
+        self
+    }
+
+    /// The hard limit of the send queue: a frame sent while more than this
+    /// is queued gets `policy` (uWebSockets' `maxBackpressure`). One frame
+    /// may take the queue past the limit, so the memory bound is the limit
+    /// plus one frame. Default: 1 MiB, [`SendQueueFull::Close`].
+    pub fn send_queue_limit(mut self, bytes: usize, policy: SendQueueFull) -> Self {
+        self.flow.send_queue_limit = bytes;
+        self.flow.on_full = policy;
+        self
+    }
+
+    /// Bound the mailbox to `capacity` messages, with `policy` for a message
+    /// that does not fit. Default: unbounded.
+    pub fn mailbox_capacity(mut self, capacity: usize, policy: MailboxOverflow) -> Self {
+        self.flow.mailbox_capacity = Some(capacity);
+        self.flow.mailbox_overflow = policy;
         self
     }
 
