@@ -236,6 +236,8 @@ pub fn app() -> Router {
             Upgrade::new(Echo)
                 .max_frame_size(64 << 20)
                 .max_message_size(64 << 20)
+                .max_fragments(1 << 20)
+                .send_queue_limit(128 << 20, lariat::SendQueueFull::Close)
                 .idle_timeout(Duration::from_secs(60))
                 .into()
         })

@@ -15,6 +15,12 @@ struct Args {
     /// Runtime worker threads (1: a single-threaded runtime). Default: one per core.
     #[arg(long)]
     threads: Option<usize>,
+    /// Serve TLS (https://, wss://) with this PEM certificate chain (needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 fn main() -> std::io::Result<()> {
@@ -38,8 +44,11 @@ fn main() -> std::io::Result<()> {
             .build()?
     };
     runtime.block_on(async {
-        let server = lariat::Server::bind(args.addr).await?;
-        tracing::info!(addr = %server.local_addr()?, threads, "lariat demo listening");
+        let mut server = lariat::Server::bind(args.addr).await?;
+        if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+            server = server.tls(lariat::tls::config_from_pem(cert, key)?);
+        }
+        tracing::info!(addr = %server.local_addr()?, threads, tls = args.tls_cert.is_some(), "lariat demo listening");
         // SIGINT or SIGTERM: stop accepting, close every WebSocket with 1001,
         // wait for the closing handshakes (each handler's terminate runs).
         server

@@ -54,7 +54,10 @@ pub struct Config {
     /// The largest message accepted, fragments added up; a bigger one closes
     /// with 1009. `None`: no limit. Default: 1 MiB.
     pub max_message_size: Option<u64>,
-    /// The most fragments one message may have. `None`: no limit. Default: none.
+    /// The most fragments one message may have; more closes with 1009.
+    /// `None`: no limit. Default: 16,384. Besides, every fragment after the
+    /// first counts [`FRAGMENT_OVERHEAD`] bytes against `max_message_size`,
+    /// so a flood of empty fragments is bounded even without this limit.
     pub max_fragments: Option<u32>,
     /// Close a connection that received nothing for this long (S8.3).
     /// `None`: never. Default: 60 s.
@@ -67,12 +70,19 @@ pub struct Config {
 /// 1 MiB: the default frame and message size limit.
 pub const DEFAULT_MAX_SIZE: u64 = 1 << 20;
 
+/// What each fragment after a message's first counts against
+/// [`Config::max_message_size`]: the cost of a frame header and its handling.
+pub const FRAGMENT_OVERHEAD: u64 = 16;
+
+/// The default [`Config::max_fragments`].
+pub const DEFAULT_MAX_FRAGMENTS: u32 = 16_384;
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             max_frame_size: Some(DEFAULT_MAX_SIZE),
             max_message_size: Some(DEFAULT_MAX_SIZE),
-            max_fragments: None,
+            max_fragments: Some(DEFAULT_MAX_FRAGMENTS),
             idle_timeout: Some(Duration::from_secs(60)),
             close_timeout: Duration::from_secs(5),
         }
@@ -344,7 +354,8 @@ impl Session {
                 }
             }
             if let Some(max) = self.config.max_message_size {
-                if self.message.len() as u64 + h.payload_len > max {
+                let overhead = self.fragments as u64 * FRAGMENT_OVERHEAD;
+                if self.message.len() as u64 + overhead + h.payload_len > max {
                     return Err(ProtocolError::MessageTooBig);
                 }
             }

@@ -33,6 +33,7 @@ use crate::upgrade::{Flow, SendQueueFull, Upgrade};
 /// hyper's wrapper otherwise.
 pub(crate) enum Io {
     Tcp(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     Upgraded(TokioIo<hyper::upgrade::Upgraded>),
 }
 
@@ -44,6 +45,7 @@ impl AsyncRead for Io {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
             Io::Upgraded(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
@@ -57,18 +59,21 @@ impl AsyncWrite for Io {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
             Io::Upgraded(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Io::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s).poll_flush(cx),
             Io::Upgraded(s) => Pin::new(s).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s).poll_shutdown(cx),
             Io::Upgraded(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
@@ -77,8 +82,12 @@ impl AsyncWrite for Io {
 /// Recover the socket from hyper's upgrade (and the bytes hyper read past the
 /// request), so the connection pays for no extra buffer or indirection.
 pub(crate) fn unwrap_upgraded(upgraded: hyper::upgrade::Upgraded) -> (Io, Bytes) {
-    match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => (Io::Tcp(parts.io.into_inner()), parts.read_buf),
+    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => return (Io::Tcp(parts.io.into_inner()), parts.read_buf),
+        Err(upgraded) => upgraded,
+    };
+    match upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>() {
+        Ok(parts) => (Io::Tls(Box::new(parts.io.into_inner())), parts.read_buf),
         Err(upgraded) => (Io::Upgraded(TokioIo::new(upgraded)), Bytes::new()),
     }
 }

@@ -41,6 +41,7 @@ mod request;
 mod router;
 mod server;
 mod timer;
+pub mod tls;
 mod upgrade;
 
 pub use handle::{Handle, MailboxOverflow, SendError};

@@ -145,6 +145,7 @@ impl ServerLink {
 pub struct Server {
     listener: TcpListener,
     config: ServerConfig,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl Server {
@@ -158,12 +159,21 @@ impl Server {
         Server {
             listener,
             config: ServerConfig::default(),
+            tls: None,
         }
     }
 
     /// Change the server settings.
     pub fn config(mut self, config: ServerConfig) -> Server {
         self.config = config;
+        self
+    }
+
+    /// Serve over TLS (https:// and wss://) with this rustls configuration
+    /// (see [`crate::tls::config_from_pem`]). The TLS handshake must finish
+    /// within the header read timeout.
+    pub fn tls(mut self, config: Arc<tokio_rustls::rustls::ServerConfig>) -> Server {
+        self.tls = Some(tokio_rustls::TlsAcceptor::from(config));
         self
     }
 
@@ -216,7 +226,23 @@ impl Server {
             }
             let slot = Arc::new(Slot(registry.clone()));
             let _ = stream.set_nodelay(true);
-            tokio::spawn(serve_http(shared.clone(), stream, peer, slot));
+            match &self.tls {
+                None => {
+                    tokio::spawn(serve_http(shared.clone(), stream, peer, slot));
+                }
+                Some(acceptor) => {
+                    let accept = acceptor.accept(stream);
+                    let shared = shared.clone();
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(shared.config.header_read_timeout, accept).await
+                        {
+                            Ok(Ok(tls)) => serve_http(shared, tls, peer, slot).await,
+                            Ok(Err(e)) => info!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => info!(%peer, "TLS handshake timed out"),
+                        }
+                    });
+                }
+            }
         }
         info!(
             open = registry.open.load(Ordering::SeqCst),
@@ -245,12 +271,10 @@ impl Server {
 
 /// Serve one HTTP/1.1 connection (keep-alive), until it ends, upgrades, or
 /// the server shuts down.
-async fn serve_http(
-    shared: Arc<Shared>,
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    slot: Arc<Slot>,
-) {
+async fn serve_http<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr, slot: Arc<Slot>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let registry = slot.0.clone();
     let svc_shared = shared.clone();
     let svc_slot = slot.clone();
