@@ -123,6 +123,8 @@ struct Driver<H: Handler> {
     ending: Option<TerminateReason>,
     shutdown_reason: Option<String>,
     io_error: Option<io::Error>,
+    /// When data last arrived.
+    last_read: Instant,
 }
 
 /// Run a WebSocket connection to its end.
@@ -160,10 +162,11 @@ pub(crate) async fn run<H: Handler>(
         ending: None,
         shutdown_reason: None,
         io_error: None,
+        last_read: now,
     };
     debug!(conn = id, %peer, "websocket open");
     let reason = d.drive().await;
-    d.ctx.handle.close_mailbox();
+    d.close_mailbox();
     server.deregister(id);
     let reason = match (reason, d.shutdown_reason.take()) {
         (TerminateReason::Normal | TerminateReason::Stop, Some(custom)) => {
@@ -255,7 +258,7 @@ impl<H: Handler> Driver<H> {
             }
             if self.session.is_closing() {
                 // Nothing more for the handler: refuse messages from now on.
-                self.ctx.handle.close_mailbox();
+                self.close_mailbox();
             }
             // 3. Transmit.
             if self.out_pos == self.out.len() {
@@ -334,6 +337,17 @@ impl<H: Handler> Driver<H> {
         }
     }
 
+    /// Refuse messages from now on; say how many queued ones are dropped.
+    fn close_mailbox(&self) {
+        let dropped = self.ctx.handle.close_mailbox();
+        if dropped > 0 {
+            info!(
+                conn = self.ctx.id(),
+                dropped, "connection closing: queued messages not delivered"
+            );
+        }
+    }
+
     /// Read once into the worker's shared buffer and feed the session.
     fn poll_read(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         READ_BUF.with(|buf| {
@@ -345,7 +359,8 @@ impl<H: Handler> Driver<H> {
                     if data.is_empty() {
                         self.session.receive_eof();
                     } else {
-                        self.session.receive(data, Instant::now().into_std());
+                        self.last_read = Instant::now();
+                        self.session.receive(data, self.last_read.into_std());
                     }
                     Poll::Ready(Ok(()))
                 }
@@ -479,7 +494,13 @@ impl<H: Handler> Driver<H> {
                 }
             }
         }
-        match self.session.send(&frame, Instant::now().into_std()) {
+        // The session reads the clock only to time a close handshake.
+        let now = if is_close {
+            Instant::now()
+        } else {
+            self.last_read
+        };
+        match self.session.send(&frame, now.into_std()) {
             Ok(()) => {
                 if is_close && self.ending.is_none() {
                     self.ending = Some(TerminateReason::Normal);

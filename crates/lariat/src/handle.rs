@@ -234,15 +234,16 @@ impl<M> Handle<M> {
         s.queue.pop_front()
     }
 
-    /// Refuse further messages and drop the queued ones.
-    pub(crate) fn close_mailbox(&self) {
+    /// Refuse further messages and drop the queued ones; returns how many
+    /// were dropped (the caller logs them: nothing accepted is lost silently).
+    pub(crate) fn close_mailbox(&self) -> usize {
         let dropped = {
             let mut s = lock(&self.mailbox.state);
             s.closed = true;
             s.waker = None;
             std::mem::take(&mut s.queue)
         };
-        drop(dropped);
+        dropped.len()
     }
 
     /// Give back the queue's memory if it is empty (S10).
