@@ -238,6 +238,7 @@ pub fn app() -> Router {
                 .max_message_size(64 << 20)
                 .max_fragments(1 << 20)
                 .send_queue_limit(128 << 20, lariat::SendQueueFull::Close)
+                .deflate(lariat::DeflateConfig::default())
                 .idle_timeout(Duration::from_secs(60))
                 .into()
         })

@@ -121,6 +121,10 @@ pub fn decode_header(
     }
     let len7 = b1 & 0x7f;
     if opcode.is_control() {
+        // RFC 7692 §6.1: an extension's RSV1 never applies to control frames.
+        if rsv1 {
+            return Err(ProtocolError::ReservedBits);
+        }
         // §5.5: control frames are never fragmented and carry at most 125 bytes.
         if !fin {
             return Err(ProtocolError::FragmentedControlFrame);

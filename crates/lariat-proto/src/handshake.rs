@@ -35,7 +35,8 @@ pub fn accept_key(key: &[u8]) -> String {
 pub enum HandshakeError {
     /// Not a GET (§4.1: "The method of the request MUST be GET").
     MethodNotGet,
-    /// HTTP/1.0 or older (§4.1: HTTP/1.1 or higher).
+    /// Not HTTP/1.1 (§4.1; over HTTP/2 the handshake is an extended
+    /// CONNECT, RFC 8441, not this).
     HttpVersion,
     /// No `Host` header (§4.2.1 item 2).
     MissingHost,
@@ -145,7 +146,7 @@ pub fn validate_request(
     if method != Method::GET {
         return Err(HandshakeError::MethodNotGet);
     }
-    if version < Version::HTTP_11 {
+    if version != Version::HTTP_11 {
         return Err(HandshakeError::HttpVersion);
     }
     if !headers.contains_key(http::header::HOST) {

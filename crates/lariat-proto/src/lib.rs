@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 
 pub mod close;
+pub mod deflate;
 pub mod error;
 pub mod frame;
 pub mod handshake;

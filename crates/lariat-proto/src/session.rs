@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::close::{parse_close_payload, truncate_reason, CloseCode};
+use crate::deflate::{Codec, DeflateConfig, DeflateParams};
 use crate::error::{ProtocolError, UsageError};
 use crate::frame::{decode_header, encode_header, FrameHeader, OpCode, Role, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
@@ -100,7 +101,9 @@ pub enum CloseCause {
     Protocol(ProtocolError),
     /// Nothing arrived for the idle timeout (S8.3).
     IdleTimeout,
-    /// The stream ended, or the peer never answered our close frame.
+    /// The stream ended without a closing handshake that either side began.
+    /// (When we began it and the peer never answered, or dropped the stream
+    /// instead, the cause stays `Local` or `IdleTimeout`.)
     Abnormal,
 }
 
@@ -108,7 +111,8 @@ pub enum CloseCause {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Closed {
     /// The code of the close: the peer's when it closed first (1005 when its
-    /// frame had none), ours otherwise; 1006 when the stream just ended.
+    /// frame had none), ours when we did (even if the peer never answered);
+    /// 1006 when the stream ended with no close frame from either side.
     pub code: CloseCode,
     /// The reason that went with `code`.
     pub reason: String,
@@ -163,6 +167,14 @@ pub struct Session {
 
     /// The data message being assembled: its opcode, and its fragments so far.
     message_op: Option<OpCode>,
+    /// The message being assembled is compressed (RSV1 on its first frame).
+    message_compressed: bool,
+    /// permessage-deflate, when negotiated.
+    deflate: Option<Codec>,
+    /// Compress outgoing messages (Cowboy's `deflate` command turns it off).
+    compress: bool,
+    /// Compressed output before its header is known.
+    scratch: Vec<u8>,
     message: BytesMut,
     fragments: u32,
     utf8: Utf8Validator,
@@ -194,6 +206,10 @@ impl Session {
             header_len: 0,
             frame: None,
             message_op: None,
+            message_compressed: false,
+            deflate: None,
+            compress: true,
+            scratch: Vec::new(),
             message: BytesMut::new(),
             fragments: 0,
             utf8: Utf8Validator::default(),
@@ -217,6 +233,24 @@ impl Session {
     /// A new limit applies from the next frame header.
     pub fn config_mut(&mut self) -> &mut Config {
         &mut self.config
+    }
+
+    /// Use permessage-deflate with the agreed `params` (RFC 7692): RSV1 marks
+    /// compressed messages both ways from now on.
+    pub fn enable_deflate(&mut self, params: DeflateParams, config: &DeflateConfig) {
+        self.deflate = Some(Codec::new(params, config, self.role));
+        self.rsv1_allowed = true;
+    }
+
+    /// Is permessage-deflate in use?
+    pub fn deflate_enabled(&self) -> bool {
+        self.deflate.is_some()
+    }
+
+    /// Compress outgoing messages (when negotiated), or send them plain:
+    /// Cowboy's `{deflate, false}`. Default: on.
+    pub fn set_compression(&mut self, on: bool) {
+        self.compress = on;
     }
 
     /// Seed the masking keys of a client-role session. (lariat serves; the
@@ -364,9 +398,10 @@ impl Session {
                     return Err(ProtocolError::TooManyFragments);
                 }
             }
-            self.fragments += 1;
+            self.fragments = self.fragments.saturating_add(1);
             if h.opcode != OpCode::Continuation {
                 self.message_op = Some(h.opcode);
+                self.message_compressed = h.rsv1;
             }
             // Grow with what arrives, not with what the header announces.
             self.message.reserve(h.payload_len.min(64 * 1024) as usize);
@@ -405,7 +440,7 @@ impl Session {
             if let Some(key) = f.mask {
                 apply_mask(fresh, key, offset);
             }
-            if self.message_op == Some(OpCode::Text) {
+            if self.message_op == Some(OpCode::Text) && !self.message_compressed {
                 // §8.1, fail fast: mid-frame, before the message is complete.
                 self.utf8
                     .feed(fresh)
@@ -436,9 +471,22 @@ impl Session {
             _ => {
                 let op = self.message_op.take();
                 self.fragments = 0;
-                let payload = self.message.split().freeze();
-                let message = if op == Some(OpCode::Text) {
-                    self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                let text = op == Some(OpCode::Text);
+                let payload = if std::mem::take(&mut self.message_compressed) {
+                    // RFC 7692 §7.2.2: inflate, bounded by the message limit
+                    // and checked as UTF-8 on the way.
+                    let max = self.config.max_message_size;
+                    let codec = self.deflate.as_mut().ok_or(ProtocolError::ReservedBits)?;
+                    let plain = codec.decompress(&self.message, max, text)?;
+                    self.message.clear();
+                    Bytes::from(plain)
+                } else {
+                    if text {
+                        self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                    self.message.split().freeze()
+                };
+                let message = if text {
                     Message::Text(Text::from_validated(payload))
                 } else {
                     Message::Binary(payload)
@@ -564,6 +612,28 @@ impl Session {
             return Err(UsageError::ControlFrameTooLong);
         }
         let mask = self.mask_key();
+        if let Some(codec) = self.deflate.as_mut() {
+            if self.compress && !op.is_control() && codec.compresses(payload.len()) {
+                self.scratch.clear();
+                if codec.compress(payload, &mut self.scratch) {
+                    // RFC 7692 §6: RSV1 on the (only) frame of a compressed message.
+                    encode_header(
+                        &mut self.data_out,
+                        true,
+                        true,
+                        op,
+                        mask,
+                        self.scratch.len() as u64,
+                    );
+                    let start = self.data_out.len();
+                    self.data_out.extend_from_slice(&self.scratch);
+                    if let Some(key) = mask {
+                        apply_mask(&mut self.data_out[start..], key, 0);
+                    }
+                    return Ok(());
+                }
+            }
+        }
         encode_frame(&mut self.data_out, op, payload, mask);
         Ok(())
     }
@@ -689,6 +759,7 @@ impl Session {
         if self.data_out.is_empty() {
             self.data_out = Vec::new();
         }
+        self.scratch = Vec::new();
     }
 
     /// Bytes of heap this session holds (buffers' capacity), for tests and
@@ -699,6 +770,8 @@ impl Session {
             + self.events.capacity() * std::mem::size_of::<Event>()
             + self.urgent_out.capacity()
             + self.data_out.capacity()
+            + self.scratch.capacity()
+            + self.deflate.as_ref().map_or(0, |d| d.owned_state())
     }
 }
 

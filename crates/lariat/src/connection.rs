@@ -144,6 +144,9 @@ pub(crate) async fn run<H: Handler>(
     server.register(id, handle.shutdown_switch());
     let now = Instant::now();
     let mut session = Session::new(Role::Server, upgrade.config, now.into_std());
+    if let (Some(params), Some(config)) = (upgrade.deflate_params, &upgrade.deflate) {
+        session.enable_deflate(params, config);
+    }
     if !leftover.is_empty() {
         session.receive(&leftover, now.into_std());
     }
@@ -452,6 +455,7 @@ impl<H: Handler> Driver<H> {
                 Command::SetMaxFrameSize(n) => self.session.config_mut().max_frame_size = n,
                 Command::SetMaxMessageSize(n) => self.session.config_mut().max_message_size = n,
                 Command::ShutdownReason(r) => self.shutdown_reason = Some(r),
+                Command::Deflate(on) => self.session.set_compression(on),
             }
         }
         let queued = self.queued();

@@ -101,6 +101,9 @@ pub enum Command {
     /// Report this as the terminate reason when the connection ends normally
     /// (Cowboy's `shutdown_reason`).
     ShutdownReason(String),
+    /// Compress the frames that follow (`true`, the default when
+    /// permessage-deflate was agreed) or send them plain (Cowboy's `deflate`).
+    Deflate(bool),
 }
 
 /// The one result of every callback (S4): commands to apply in order, and

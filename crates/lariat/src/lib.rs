@@ -56,4 +56,5 @@ pub use bytes::Bytes;
 pub use http;
 /// The protocol core, for those who want to drive a session themselves.
 pub use lariat_proto as proto;
+pub use lariat_proto::deflate::DeflateConfig;
 pub use lariat_proto::{CloseCode, CloseFrame, Frame, Message, ProtocolError, Text};

@@ -25,6 +25,12 @@ pub(crate) trait Upgrader: Send {
     fn protocol(&self) -> Option<&str>;
     fn clear_protocol(&mut self);
     fn headers(&self) -> &[(http::HeaderName, http::HeaderValue)];
+    /// Agree on permessage-deflate from the client's offers; the response
+    /// header value if agreed.
+    fn negotiate_deflate(
+        &mut self,
+        offers: &[lariat_proto::handshake::ExtensionOffer],
+    ) -> Option<String>;
     fn run(
         self: Box<Self>,
         io: crate::connection::Io,
@@ -43,6 +49,14 @@ impl<H: Handler> Upgrader for Upgrade<H> {
     }
     fn headers(&self) -> &[(http::HeaderName, http::HeaderValue)] {
         &self.headers
+    }
+    fn negotiate_deflate(
+        &mut self,
+        offers: &[lariat_proto::handshake::ExtensionOffer],
+    ) -> Option<String> {
+        let params = lariat_proto::deflate::negotiate(offers, self.deflate.as_ref()?)?;
+        self.deflate_params = Some(params);
+        Some(params.response_header())
     }
     fn run(
         self: Box<Self>,

@@ -409,6 +409,11 @@ impl Shared {
                 h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
             }
         }
+        if let Some(ext) = upgrader.negotiate_deflate(&hs.extensions) {
+            if let Ok(v) = HeaderValue::from_str(&ext) {
+                h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
+            }
+        }
         for (n, v) in upgrader.headers() {
             h.append(n.clone(), v.clone());
         }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
+use lariat_proto::deflate::{DeflateConfig, DeflateParams};
 use lariat_proto::Config;
 
 use crate::handle::MailboxOverflow;
@@ -94,6 +95,9 @@ pub struct Upgrade<H> {
     pub(crate) config: Config,
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
     pub(crate) flow: Flow,
+    pub(crate) deflate: Option<DeflateConfig>,
+    /// What was agreed with the client, set by the server at the handshake.
+    pub(crate) deflate_params: Option<DeflateParams>,
 }
 
 impl<H: Handler> Upgrade<H> {
@@ -106,7 +110,17 @@ impl<H: Handler> Upgrade<H> {
             config: Config::default(),
             headers: Vec::new(),
             flow: Flow::default(),
+            deflate: None,
+            deflate_params: None,
         }
+    }
+
+    /// Offer permessage-deflate (RFC 7692): when the client offers it, the
+    /// first acceptable offer is taken with `config`; otherwise, or if no
+    /// offer is acceptable, the connection goes on uncompressed.
+    pub fn deflate(mut self, config: DeflateConfig) -> Self {
+        self.deflate = Some(config);
+        self
     }
 
     /// Answer with this subprotocol (S2.1). It must be one the client offered
