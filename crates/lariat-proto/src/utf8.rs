@@ -58,13 +58,16 @@ impl Utf8Validator {
                 Err(_) => return Err(InvalidUtf8),
             }
         }
-        if simdutf8::basic::from_utf8(data).is_ok() {
-            return Ok(());
+        // Validate up to the start of a possibly cut final sequence in one
+        // SIMD pass; the cut tail (at most 3 bytes) is checked on its own.
+        let (body, tail) = data.split_at(cut_point(data));
+        if simdutf8::basic::from_utf8(body).is_err() {
+            // `body` ends on a sequence boundary: any error in it is final.
+            return Err(InvalidUtf8);
         }
-        match simdutf8::compat::from_utf8(data) {
+        match std::str::from_utf8(tail) {
             Ok(_) => Ok(()),
-            Err(e) if e.error_len().is_none() => {
-                let tail = &data[e.valid_up_to()..];
+            Err(e) if e.error_len().is_none() && e.valid_up_to() == 0 => {
                 self.pending[..tail.len()].copy_from_slice(tail);
                 self.pending_len = tail.len() as u8;
                 Ok(())
@@ -90,6 +93,21 @@ impl Utf8Validator {
     pub fn reset(&mut self) {
         self.pending_len = 0;
     }
+}
+
+/// Where the last, possibly unfinished, multi-byte sequence of `data` starts
+/// (`data.len()` if it ends on an ASCII byte or has no lead byte in its last
+/// three bytes).
+fn cut_point(data: &[u8]) -> usize {
+    let len = data.len();
+    for i in (len.saturating_sub(3)..len).rev() {
+        match data[i] {
+            0x00..=0x7f => return len,
+            0xc0..=0xff => return i,
+            _ => {} // a continuation byte: look further back
+        }
+    }
+    len
 }
 
 /// Length of the sequence a valid lead byte starts (only called on bytes that
