@@ -65,12 +65,17 @@ impl HandshakeError {
         }
     }
 
-    /// Headers to add to the refusal (RFC 6455 §4.2.2: the versions we speak).
+    /// Headers to add to the refusal: the version we speak (RFC 6455
+    /// §4.2.2), and with a 426 the protocol to upgrade to, which RFC 9110
+    /// §15.5.22 requires (with `Connection: upgrade`, §7.8).
     pub fn headers(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            HandshakeError::UnsupportedVersion | HandshakeError::MissingVersion => {
-                &[("sec-websocket-version", "13")]
-            }
+            HandshakeError::UnsupportedVersion => &[
+                ("sec-websocket-version", "13"),
+                ("upgrade", "websocket"),
+                ("connection", "upgrade"),
+            ],
+            HandshakeError::MissingVersion => &[("sec-websocket-version", "13")],
             _ => &[],
         }
     }

@@ -297,7 +297,11 @@ impl<H: Handler> Driver<H> {
                         Poll::Pending => {}
                     }
                 }
-                if self.reading && !self.session.is_closed() {
+                // While replies back up past the backpressure limit, stop
+                // reading: the client's own flood waits in its socket (TCP
+                // flow control) instead of growing our queue.
+                let room = self.queued() <= self.flow.backpressure_limit;
+                if self.reading && room && !self.session.is_closed() {
                     match self.poll_read(cx) {
                         Poll::Ready(Ok(())) => ready = true,
                         Poll::Ready(Err(e)) => {

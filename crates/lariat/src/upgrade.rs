@@ -188,16 +188,21 @@ impl<H: Handler> Upgrade<H> {
     }
 
     /// Above this many bytes queued for the client and not yet written, the
-    /// connection is *backpressured* ([`Context::is_backpressured`](crate::Context::is_backpressured));
-    /// once the queue drains below it again the handler's
-    /// [`drain`](crate::Handler::drain) runs. Default: 64 KiB.
+    /// connection is *backpressured* ([`Context::is_backpressured`](crate::Context::is_backpressured)):
+    /// it stops reading from the client (so a client that floods without
+    /// reading its replies is slowed by TCP, not cut off), and once the queue
+    /// drains below it again the handler's [`drain`](crate::Handler::drain)
+    /// runs. Default: 64 KiB.
     pub fn backpressure_limit(mut self, bytes: usize) -> Self {
         self.flow.backpressure_limit = bytes;
         self
     }
 
     /// The hard limit of the send queue: a frame sent while more than this
-    /// is queued gets `policy` (uWebSockets' `maxBackpressure`). One frame
+    /// is queued gets `policy` (uWebSockets' `maxBackpressure`). Replies to
+    /// the client's own messages rarely reach it (reading pauses at the
+    /// backpressure limit); what does is data pushed at a client that does
+    /// not read (messages to the handle, timers, broadcasts). One frame
     /// may take the queue past the limit, so the memory bound is the limit
     /// plus one frame. Default: 1 MiB, [`SendQueueFull::Close`].
     pub fn send_queue_limit(mut self, bytes: usize, policy: SendQueueFull) -> Self {

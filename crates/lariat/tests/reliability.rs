@@ -414,6 +414,52 @@ async fn drop_policy_drops_frames_and_keeps_the_connection() {
     assert_eq!(binaries as u64 + dropped, 64);
 }
 
+#[tokio::test]
+async fn a_client_that_floods_before_reading_is_slowed_not_cut_off() {
+    // 8 MiB of echo requests written before reading a single reply: the
+    // server stops reading while its replies back up (TCP flow control), and
+    // every echo arrives, in order; the 1 MiB hard limit is never reached.
+    let (done_tx, mut done) = mpsc::unbounded_channel();
+    let router = Router::new().route("/echo", move |_| {
+        let done = done_tx.clone();
+        async move { Init::upgrade(Reporter { inner: Echo, done }) }
+    });
+    let addr = start(router, ServerConfig::default()).await;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/echo"))
+        .await
+        .unwrap();
+    let (mut tx, mut rx) = ws.split();
+    let count = 128usize;
+    let writer = tokio::spawn(async move {
+        for i in 0..count {
+            let text = format!("{i:08}{}", "e".repeat(64 * 1024));
+            tx.send(WsMessage::text(text)).await.unwrap();
+        }
+        tx
+    });
+    // Start reading only once the writer is well ahead (or blocked by TCP).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in 0..count {
+        let m = tokio::time::timeout(T, rx.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let WsMessage::Text(t) = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(&t.as_str()[..8], format!("{i:08}"));
+        assert_eq!(t.len(), 8 + 64 * 1024);
+    }
+    let mut tx = writer.await.unwrap();
+    tx.send(WsMessage::Close(None)).await.unwrap();
+    let reason = tokio::time::timeout(T, done.recv()).await.unwrap().unwrap();
+    assert!(
+        matches!(reason, TerminateReason::Remote { .. }),
+        "{reason:?}"
+    );
+}
+
 /// Sends numbered messages, pausing whenever the connection is backpressured
 /// and resuming in `drain`.
 struct Producer {

@@ -1,0 +1,309 @@
+//! permessage-deflate (RFC 7692) through a real socket, with a raw TCP client
+//! that compresses with flate2 itself: negotiation answers, compressed and
+//! fragmented messages with control frames between, the zip-bomb limit, and
+//! the per-message `Deflate` command.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
+use lariat::{
+    Command, Context, DeflateConfig, Frame, Handler, Message, Reply, Router, Server, Upgrade,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const T: Duration = Duration::from_secs(10);
+
+/// Echo; text `plain` turns compression off for what follows, `deflate` back on.
+struct Echo;
+
+impl Handler for Echo {
+    type Info = ();
+    async fn handle(&mut self, msg: Message, _: &mut Context<()>) -> Reply {
+        match msg {
+            Message::Text(t) if t == "plain" => {
+                Reply::command(Command::Deflate(false)).and(Frame::text("x".repeat(200)))
+            }
+            Message::Text(t) if t == "deflate" => {
+                Reply::command(Command::Deflate(true)).and(Frame::text("x".repeat(200)))
+            }
+            Message::Text(t) => Reply::text(t),
+            Message::Binary(b) => Reply::binary(b),
+            _ => Reply::ok(),
+        }
+    }
+}
+
+async fn start(config: DeflateConfig, max_message: u64) -> SocketAddr {
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let router = Router::new().route("/", move |_| {
+        let config = config.clone();
+        async move {
+            Upgrade::new(Echo)
+                .deflate(config)
+                .max_message_size(max_message)
+                .max_frame_size(max_message)
+                .into()
+        }
+    });
+    tokio::spawn(server.serve(router));
+    addr
+}
+
+/// Upgrade with `offer`; returns the stream and the response head.
+async fn connect(addr: SocketAddr, offer: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let ext = if offer.is_empty() {
+        String::new()
+    } else {
+        format!("Sec-WebSocket-Extensions: {offer}\r\n")
+    };
+    let req = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tokio::time::timeout(T, s.read_exact(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    (s, head)
+}
+
+fn extensions_header(head: &str) -> Option<String> {
+    head.lines()
+        .find_map(|l| l.strip_prefix("sec-websocket-extensions: "))
+        .map(str::to_string)
+}
+
+/// A masked client frame.
+fn frame(fin: bool, rsv1: bool, op: u8, payload: &[u8]) -> Vec<u8> {
+    let key = [9u8, 8, 7, 6];
+    let mut f = vec![(fin as u8) << 7 | (rsv1 as u8) << 6 | op];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&key);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}
+
+/// Compress a message as RFC 7692 §7.2.1 says: sync flush, trailer removed.
+fn deflate(c: &mut Compress, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 64);
+    let start = c.total_in() as usize;
+    loop {
+        out.reserve(4096);
+        c.compress_vec(
+            &data[c.total_in() as usize - start..],
+            &mut out,
+            FlushCompress::Sync,
+        )
+        .unwrap();
+        if c.total_in() as usize - start == data.len() && out.len() < out.capacity() {
+            break;
+        }
+    }
+    assert!(out.ends_with(&[0, 0, 0xff, 0xff]));
+    out.truncate(out.len() - 4);
+    out
+}
+
+fn inflate(d: &mut Decompress, data: &[u8]) -> Vec<u8> {
+    let mut input = data.to_vec();
+    input.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    let mut out = Vec::with_capacity(data.len() * 8 + 1024);
+    let start = d.total_in() as usize;
+    loop {
+        out.reserve(64 * 1024);
+        d.decompress_vec(
+            &input[d.total_in() as usize - start..],
+            &mut out,
+            FlushDecompress::Sync,
+        )
+        .unwrap();
+        if d.total_in() as usize - start == input.len() && out.len() < out.capacity() {
+            break;
+        }
+    }
+    out
+}
+
+/// Read one server frame: (fin, rsv1, opcode, payload).
+async fn read_frame(s: &mut TcpStream) -> (bool, bool, u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    tokio::time::timeout(T, s.read_exact(&mut h))
+        .await
+        .unwrap()
+        .unwrap();
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            s.read_exact(&mut l).await.unwrap();
+            u16::from_be_bytes(l) as usize
+        }
+        127 => {
+            let mut l = [0u8; 8];
+            s.read_exact(&mut l).await.unwrap();
+            u64::from_be_bytes(l) as usize
+        }
+        n => n as usize,
+    };
+    assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
+    let mut payload = vec![0u8; len];
+    tokio::time::timeout(T, s.read_exact(&mut payload))
+        .await
+        .unwrap()
+        .unwrap();
+    (h[0] & 0x80 != 0, h[0] & 0x40 != 0, h[0] & 0x0f, payload)
+}
+
+#[tokio::test]
+async fn negotiation_answers_through_the_socket_rfc7692_7_1() {
+    let addr = start(DeflateConfig::default(), 1 << 20).await;
+    let cases = [
+        ("", None),
+        ("x-unknown", None),
+        ("permessage-deflate; bogus", None),
+        ("permessage-deflate; server_max_window_bits=16", None),
+        (
+            "permessage-deflate",
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover"),
+        ),
+        (
+            "permessage-deflate; server_max_window_bits=16, permessage-deflate; server_max_window_bits=10; client_max_window_bits",
+            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10"),
+        ),
+    ];
+    for (offer, want) in cases {
+        let (_, head) = connect(addr, offer).await;
+        assert_eq!(extensions_header(&head).as_deref(), want, "offer {offer:?}");
+    }
+}
+
+#[tokio::test]
+async fn compressed_fragments_with_control_frames_between_with_takeover() {
+    let config = DeflateConfig {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        ..DeflateConfig::default()
+    };
+    let addr = start(config, 1 << 20).await;
+    let (mut s, head) = connect(addr, "permessage-deflate").await;
+    assert_eq!(
+        extensions_header(&head).as_deref(),
+        Some("permessage-deflate")
+    );
+    let mut tx = Compress::new_with_window_bits(Compression::default(), false, 15);
+    let mut rx = Decompress::new_with_window_bits(false, 15);
+    let text = "Les sanglots longs des violons de l'automne. ".repeat(40);
+    for round in 0..3 {
+        // One compressed message in three fragments; RSV1 only on the first
+        // (§6.1), a ping and a pong between the fragments.
+        let z = deflate(&mut tx, text.as_bytes());
+        let (a, rest) = z.split_at(z.len() / 3);
+        let (b, c) = rest.split_at(rest.len() / 2);
+        let mut wire = frame(false, true, 0x1, a);
+        wire.extend(frame(true, false, 0x9, b"between"));
+        wire.extend(frame(false, false, 0x0, b));
+        wire.extend(frame(true, false, 0xA, b"pong"));
+        wire.extend(frame(true, false, 0x0, c));
+        s.write_all(&wire).await.unwrap();
+        let (fin, rsv1, op, pong) = read_frame(&mut s).await;
+        assert_eq!(
+            (fin, rsv1, op, pong.as_slice()),
+            (true, false, 0xA, &b"between"[..])
+        );
+        let (fin, rsv1, op, payload) = read_frame(&mut s).await;
+        assert!(fin && rsv1 && op == 0x1, "round {round}");
+        assert_eq!(inflate(&mut rx, &payload), text.as_bytes(), "round {round}");
+        if round > 0 {
+            // With context takeover the repeat costs next to nothing.
+            assert!(payload.len() < 40, "round {round}: {} bytes", payload.len());
+        }
+    }
+}
+
+#[tokio::test]
+async fn zip_bomb_closes_with_1009_at_the_limit() {
+    let addr = start(DeflateConfig::default(), 1 << 20).await;
+    let (mut s, _) = connect(addr, "permessage-deflate").await;
+    let mut tx = Compress::new_with_window_bits(Compression::best(), false, 15);
+    // 64 MiB of zeros in about 64 KiB on the wire, against a 1 MiB limit.
+    let z = deflate(&mut tx, &vec![0u8; 64 << 20]);
+    assert!(z.len() < 1 << 20);
+    s.write_all(&frame(true, true, 0x2, &z)).await.unwrap();
+    let (_, _, op, payload) = read_frame(&mut s).await;
+    assert_eq!(op, 0x8);
+    assert_eq!(&payload[..2], 1009u16.to_be_bytes());
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(T, s.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the server closes the stream after its close frame"
+    );
+}
+
+#[tokio::test]
+async fn invalid_compressed_data_and_rsv1_on_control_frames_fail() {
+    let addr = start(DeflateConfig::default(), 1 << 20).await;
+    // Compressed bytes that are not DEFLATE: 1007.
+    let (mut s, _) = connect(addr, "permessage-deflate").await;
+    s.write_all(&frame(true, true, 0x2, &[0xff; 32]))
+        .await
+        .unwrap();
+    let (_, _, op, payload) = read_frame(&mut s).await;
+    assert_eq!((op, &payload[..2]), (0x8, &1007u16.to_be_bytes()[..]));
+    // RSV1 on a ping: 1002 (RFC 7692 §6.1).
+    let (mut s, _) = connect(addr, "permessage-deflate").await;
+    s.write_all(&frame(true, true, 0x9, b"x")).await.unwrap();
+    let (_, _, op, payload) = read_frame(&mut s).await;
+    assert_eq!((op, &payload[..2]), (0x8, &1002u16.to_be_bytes()[..]));
+    // RSV1 without the extension negotiated: 1002.
+    let (mut s, _) = connect(addr, "").await;
+    s.write_all(&frame(true, true, 0x1, b"x")).await.unwrap();
+    let (_, _, op, payload) = read_frame(&mut s).await;
+    assert_eq!((op, &payload[..2]), (0x8, &1002u16.to_be_bytes()[..]));
+}
+
+#[tokio::test]
+async fn deflate_command_sends_some_messages_plain() {
+    let addr = start(DeflateConfig::default(), 1 << 20).await;
+    let (mut s, _) = connect(addr, "permessage-deflate").await;
+    let mut rx = Decompress::new_with_window_bits(false, 15);
+    s.write_all(&frame(true, false, 0x1, b"plain"))
+        .await
+        .unwrap();
+    let (_, rsv1, _, payload) = read_frame(&mut s).await;
+    assert!(!rsv1);
+    assert_eq!(payload, "x".repeat(200).as_bytes());
+    s.write_all(&frame(true, false, 0x1, b"deflate"))
+        .await
+        .unwrap();
+    let (_, rsv1, _, payload) = read_frame(&mut s).await;
+    assert!(rsv1);
+    assert_eq!(inflate(&mut rx, &payload), "x".repeat(200).as_bytes());
+    // Below the threshold (64 bytes), messages go out plain.
+    s.write_all(&frame(true, false, 0x1, b"short"))
+        .await
+        .unwrap();
+    let (_, rsv1, _, payload) = read_frame(&mut s).await;
+    assert_eq!((rsv1, payload.as_slice()), (false, &b"short"[..]));
+}
