@@ -303,3 +303,46 @@ async fn post_to_log_reaches_every_seed_log_socket(
     }
     Ok(())
 }
+
+/// RFC 7692 with a real browser: Chromium offers permessage-deflate, the
+/// demo's `/echo` accepts it, and compressed messages both ways (Chromium
+/// compresses what it sends; lariat compresses its echo) come back intact.
+#[tokio::test]
+async fn rfc7692_chromium_negotiates_deflate_and_echoes() {
+    with_browser(
+        "rfc7692_chromium_negotiates_deflate_and_echoes",
+        |b, addr| Box::pin(chromium_deflate(b, addr)),
+    )
+    .await;
+}
+
+async fn chromium_deflate(browser: &Browser, addr: SocketAddr) -> Result<(), String> {
+    let page = open_page(browser, addr, "status").await?;
+    let result = page
+        .eval(
+            r#"new Promise((resolve, reject) => {
+                const big = "compress me, lariat! ".repeat(5000);
+                const w = new WebSocket(location.origin.replace(/^http/, "ws") + "/echo");
+                const got = [];
+                w.onopen = () => { w.send(big); w.send("short"); };
+                w.onmessage = e => {
+                    got.push(e.data);
+                    if (got.length === 2) {
+                        resolve({ extensions: w.extensions, big: got[0] === big, short: got[1] === "short" });
+                        w.close(1000);
+                    }
+                };
+                w.onerror = () => reject("websocket error");
+                setTimeout(() => reject("timeout"), 8000);
+            })"#,
+        )
+        .await?;
+    let extensions = result["extensions"].as_str().unwrap_or_default();
+    if !extensions.starts_with("permessage-deflate") {
+        return Err(format!("no permessage-deflate negotiated: {result}"));
+    }
+    if result["big"] != true || result["short"] != true {
+        return Err(format!("echo differs: {result}"));
+    }
+    no_exceptions(&page)
+}
