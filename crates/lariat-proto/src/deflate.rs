@@ -188,6 +188,60 @@ thread_local! {
     static SHARED_INFLATE: RefCell<Vec<(u8, Box<Decompress>)>> = const { RefCell::new(Vec::new()) };
 }
 
+/// The last bytes of a direction's plain text, as many as its window holds:
+/// all that RFC 7692 context takeover needs to survive hibernation. A fresh
+/// zlib state primed with them (`set_dictionary`) continues the stream.
+#[derive(Debug, Default)]
+struct History {
+    buf: Vec<u8>,
+    cap: usize,
+    /// Once full: where the oldest byte is, and the next write goes.
+    pos: usize,
+}
+
+impl History {
+    fn new(bits: u8) -> History {
+        History {
+            buf: Vec::new(),
+            cap: 1 << bits,
+            pos: 0,
+        }
+    }
+
+    fn push(&mut self, mut data: &[u8]) {
+        if data.len() >= self.cap {
+            data = &data[data.len() - self.cap..];
+        }
+        if self.buf.len() < self.cap {
+            let take = (self.cap - self.buf.len()).min(data.len());
+            // Never more than the window: no doubling past it.
+            self.buf.reserve_exact(take);
+            self.buf.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            self.pos = 0;
+        }
+        while !data.is_empty() {
+            let n = (self.cap - self.pos).min(data.len());
+            self.buf[self.pos..self.pos + n].copy_from_slice(&data[..n]);
+            self.pos = (self.pos + n) % self.cap;
+            data = &data[n..];
+        }
+    }
+
+    /// Oldest first.
+    fn contiguous(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(self.buf.len());
+        v.extend_from_slice(&self.buf[self.pos..]);
+        v.extend_from_slice(&self.buf[..self.pos]);
+        v
+    }
+
+    fn clear(&mut self) {
+        self.buf = Vec::new();
+        self.pos = 0;
+    }
+}
+
 /// One connection's compression, for its role.
 #[derive(Debug)]
 pub(crate) struct Codec {
@@ -197,9 +251,12 @@ pub(crate) struct Codec {
     tx_takeover: bool,
     rx_bits: u8,
     rx_takeover: bool,
-    /// Owned states, only with context takeover.
+    /// Owned states, only with context takeover; dropped when hibernating.
     tx: Option<Box<Compress>>,
     rx: Option<Box<Decompress>>,
+    /// With context takeover: the windows that prime fresh states.
+    tx_history: History,
+    rx_history: History,
 }
 
 impl Codec {
@@ -227,7 +284,16 @@ impl Codec {
             rx_takeover: !rx_nct,
             tx: None,
             rx: None,
+            tx_history: History::new(tx_bits),
+            rx_history: History::new(rx_bits),
         }
+    }
+
+    /// Hibernate (S10): drop the zlib states, keeping with context takeover
+    /// only the windows the RFC requires; they prime fresh states later.
+    pub(crate) fn shrink(&mut self) {
+        self.tx = None;
+        self.rx = None;
     }
 
     /// Should a message of `len` bytes go out compressed?
@@ -242,14 +308,24 @@ impl Codec {
         let start = out.len();
         let ok = if self.tx_takeover {
             let (level, bits) = (self.level, self.tx_bits);
+            let history = &self.tx_history;
             let c = self.tx.get_or_insert_with(|| {
-                Box::new(Compress::new_with_window_bits(
+                let mut c = Box::new(Compress::new_with_window_bits(
                     Compression::new(level),
                     false,
                     bits,
-                ))
+                ));
+                if !history.buf.is_empty() {
+                    // After hibernating: continue the stream the peer knows.
+                    let _ = c.set_dictionary(&history.contiguous());
+                }
+                c
             });
-            deflate_message(c, data, out)
+            let ok = deflate_message(c, data, out);
+            if ok {
+                self.tx_history.push(data);
+            }
+            ok
         } else {
             SHARED_DEFLATE.with(|shared| {
                 let mut shared = shared.borrow_mut();
@@ -292,13 +368,21 @@ impl Codec {
         let mut utf8 = text.then(Utf8Validator::default);
         if self.rx_takeover {
             let bits = self.rx_bits;
-            let d = self
-                .rx
-                .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, bits)));
+            let history = &self.rx_history;
+            let d = self.rx.get_or_insert_with(|| {
+                let mut d = Box::new(Decompress::new_with_window_bits(false, bits));
+                if !history.buf.is_empty() {
+                    let _ = d.set_dictionary(&history.contiguous());
+                }
+                d
+            });
             let ended = inflate_message(d, data, max, utf8.as_mut(), &mut out)?;
             if ended {
                 // A final block ends the stream: the next message starts afresh.
                 d.reset(false);
+                self.rx_history.clear();
+            } else {
+                self.rx_history.push(&out);
             }
         } else {
             SHARED_INFLATE.with(|shared| {
@@ -335,7 +419,7 @@ impl Codec {
             .rx
             .as_ref()
             .map_or(0, |_| (1usize << self.rx_bits) + (7 << 10));
-        tx + rx
+        tx + rx + self.tx_history.buf.capacity() + self.rx_history.buf.capacity()
     }
 }
 
@@ -565,6 +649,72 @@ mod tests {
             })
             .collect();
         assert!(sizes[1] < sizes[0] / 2, "{sizes:?}");
+    }
+
+    #[test]
+    fn takeover_survives_hibernation_with_only_the_windows_kept() {
+        let config = DeflateConfig {
+            server_max_window_bits: 10,
+            client_max_window_bits: Some(10),
+            ..takeover()
+        };
+        let params = negotiate(
+            &offer("permessage-deflate; client_max_window_bits"),
+            &config,
+        )
+        .unwrap();
+        assert_eq!(
+            (params.server_max_window_bits, params.client_max_window_bits),
+            (10, 10)
+        );
+        let (mut server, mut client) = pair(&params, &config);
+        let mut sizes = Vec::new();
+        for round in 0..6 {
+            let text = format!(
+                "round {round}: {}",
+                "the same words again and again, ".repeat(20 + round)
+            );
+            let mut wire = Vec::new();
+            assert!(server.compress(text.as_bytes(), &mut wire));
+            sizes.push(wire.len());
+            assert_eq!(
+                client.decompress(&wire, None, true).unwrap(),
+                text.as_bytes(),
+                "round {round}"
+            );
+            let mut back = Vec::new();
+            assert!(client.compress(text.as_bytes(), &mut back));
+            assert_eq!(
+                server.decompress(&back, None, true).unwrap(),
+                text.as_bytes(),
+                "round {round}"
+            );
+            // Hibernate between messages: zlib states go, the 1 KiB windows stay.
+            server.shrink();
+            assert!(server.tx.is_none() && server.rx.is_none());
+            let kept = server.owned_state();
+            assert!(
+                kept <= 2 << 10 && (round < 2 || kept == 2 << 10),
+                "round {round}: {kept}"
+            );
+        }
+        // Still compressing against the previous messages after each wake.
+        assert!(
+            sizes[1..].iter().all(|&n| n < sizes[0] * 2 / 3),
+            "{sizes:?}"
+        );
+    }
+
+    #[test]
+    fn history_keeps_the_last_window_in_order() {
+        let mut h = History::new(8);
+        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        for chunk in data.chunks(37) {
+            h.push(chunk);
+        }
+        assert_eq!(h.contiguous(), &data[1000 - 256..]);
+        h.push(&data[..3]);
+        assert_eq!(h.contiguous(), [&data[1000 - 253..], &data[..3]].concat());
     }
 
     #[test]

@@ -760,6 +760,9 @@ impl Session {
             self.data_out = Vec::new();
         }
         self.scratch = Vec::new();
+        if let Some(codec) = self.deflate.as_mut() {
+            codec.shrink();
+        }
     }
 
     /// Bytes of heap this session holds (buffers' capacity), for tests and

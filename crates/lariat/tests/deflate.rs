@@ -307,3 +307,58 @@ async fn deflate_command_sends_some_messages_plain() {
     let (_, rsv1, _, payload) = read_frame(&mut s).await;
     assert_eq!((rsv1, payload.as_slice()), (false, &b"short"[..]));
 }
+
+/// Echo that hibernates after every message (S10).
+struct Sleepy;
+
+impl Handler for Sleepy {
+    type Info = ();
+    async fn handle(&mut self, msg: Message, _: &mut Context<()>) -> Reply {
+        match msg {
+            Message::Text(t) => Reply::text(t).hibernate(),
+            _ => Reply::ok().hibernate(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn context_takeover_survives_hibernation_s10() {
+    // The server drops its zlib states at every hibernate and keeps only the
+    // windows; a client that keeps its own contexts all along must still
+    // read every echo, and see the server compress against earlier messages.
+    let config = DeflateConfig {
+        server_no_context_takeover: false,
+        client_no_context_takeover: false,
+        ..DeflateConfig::default()
+    };
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let router = Router::new().route("/", move |_| {
+        let config = config.clone();
+        async move { Upgrade::new(Sleepy).deflate(config).into() }
+    });
+    tokio::spawn(server.serve(router));
+    let (mut s, head) = connect(addr, "permessage-deflate").await;
+    assert_eq!(
+        extensions_header(&head).as_deref(),
+        Some("permessage-deflate")
+    );
+    let mut tx = Compress::new_with_window_bits(Compression::default(), false, 15);
+    let mut rx = Decompress::new_with_window_bits(false, 15);
+    let mut sizes = Vec::new();
+    for round in 0..5 {
+        let text = format!(
+            "{round} {}",
+            "a sentence that repeats across messages. ".repeat(30)
+        );
+        s.write_all(&frame(true, true, 0x1, &deflate(&mut tx, text.as_bytes())))
+            .await
+            .unwrap();
+        let (_, rsv1, op, payload) = read_frame(&mut s).await;
+        assert!(rsv1 && op == 0x1);
+        assert_eq!(inflate(&mut rx, &payload), text.as_bytes(), "round {round}");
+        sizes.push(payload.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(sizes[1..].iter().all(|&n| n < sizes[0] / 2), "{sizes:?}");
+}
