@@ -1,0 +1,168 @@
+//! The demo binary as a user runs it: TLS from `--tls-cert`/`--tls-key` with
+//! an independent TLS stack (Python's ssl, i.e. OpenSSL), and a graceful
+//! shutdown on SIGTERM that closes WebSockets with 1001 and exits 0.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The demo process, killed on drop if it is still running.
+struct Demo {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Start the demo and wait until it listens.
+fn demo(extra: &[&str]) -> Demo {
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_lariat-demo"))
+        .arg("--addr")
+        .arg(addr.to_string())
+        .args(extra)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Demo { child, addr }
+}
+
+#[tokio::test]
+async fn sigterm_closes_websockets_with_1001_and_exits_0() {
+    let mut d = demo(&[]);
+    let (mut a, _) = tokio_tungstenite::connect_async(format!("ws://{}/echo", d.addr))
+        .await
+        .unwrap();
+    let (mut b, _) = tokio_tungstenite::connect_async(format!("ws://{}/seed/hibernate", d.addr))
+        .await
+        .unwrap();
+    let pid = d.child.id() as i32;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    for ws in [&mut a, &mut b] {
+        let close = loop {
+            match tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .unwrap()
+            {
+                Some(Ok(Message::Close(c))) => break c.unwrap(),
+                Some(Ok(_)) => continue,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(close.code, CloseCode::Away);
+        // tokio-tungstenite answers the close on its next poll.
+        let _ = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
+    }
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(s) = d.child.try_wait().unwrap() {
+                let mut out = String::new();
+                for line in BufReader::new(d.child.stdout.take().unwrap()).lines() {
+                    out.push_str(&line.unwrap());
+                    out.push('\n');
+                }
+                return (s, out);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the demo did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(status.0.success(), "{:?}", status.0);
+    assert!(status.1.contains("SIGTERM received"), "{}", status.1);
+    assert!(status.1.contains("shut down"), "{}", status.1);
+}
+
+fn python() -> String {
+    if let Ok(p) = std::env::var("LARIAT_PYTHON") {
+        return p;
+    }
+    let out = Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/setup-python.sh"
+        ))
+        .output()
+        .expect("run scripts/setup-python.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn wss_with_openssl_client_against_tls_flags() {
+    let dir = std::env::temp_dir().join(format!("lariat-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.key_pair.serialize_pem()).unwrap();
+    let d = demo(&[
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ]);
+    let out = Command::new(python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/python_wss.py"
+        ))
+        .arg(format!("wss://localhost:{}/echo", d.addr.port()))
+        .arg(&cert_path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("wss interop ok"), "{stdout}");
+    eprintln!("{stdout}");
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}
