@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The side-by-side benchmark: lariat's demo server against tokio-tungstenite,
+# fastwebsockets, axum's ws and actix-ws (bench/README.md tells how it works).
+#
+#   scripts/bench.sh            # full run, about 10-15 minutes
+#   scripts/bench.sh --quick    # every scenario, short windows: under 3 minutes
+#
+# Builds everything in release mode, then runs the suite, which writes bench/BENCHMARKS.md,
+# bench/cpu-per-message.svg and bench/results.json. Any other option is passed to the suite
+# (--reps N, --sched fifo|nice|normal, --servers k1,k2, --scenarios k1,k2).
+# Needs: cargo, taskset and chrt (util-linux), two cores; root (or CAP_SYS_NICE) for the
+# default SCHED_FIFO scheduling, else the suite falls back to normal scheduling.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+lariat_target="${CARGO_TARGET_DIR:-$root/target}"
+# bench/ is its own workspace with its own target dir, whatever CARGO_TARGET_DIR says.
+bench_target="$root/bench/target"
+
+for tool in cargo taskset chrt; do
+    command -v "$tool" >/dev/null || { echo "bench.sh: $tool not found" >&2; exit 1; }
+done
+
+echo "bench.sh: building lariat's demo server (release)" >&2
+cargo build --release --manifest-path "$root/Cargo.toml" --bin lariat-demo
+echo "bench.sh: building the load generator and the peers' servers (release)" >&2
+CARGO_TARGET_DIR="$bench_target" cargo build --release --manifest-path "$root/bench/Cargo.toml" --workspace
+
+exec "$bench_target/release/suite" \
+    --lariat "$lariat_target/release/lariat-demo" \
+    --bin-dir "$bench_target/release" \
+    --out "$root/bench/BENCHMARKS.md" \
+    "$@"
