@@ -150,6 +150,9 @@ pub(crate) async fn run<H: Handler>(
     if !leftover.is_empty() {
         session.receive(&leftover, now.into_std());
     }
+    // Even empty, `leftover` may share hyper's whole read buffer (8 KiB and
+    // more): let it go now, not when the connection ends.
+    drop(leftover);
     let mut ctx = Context::new(handle, peer, upgrade.protocol);
     ctx.backpressure_limit = upgrade.flow.backpressure_limit;
     let mut d = Driver {
@@ -554,7 +557,9 @@ impl<H: Handler> Driver<H> {
             (None, CloseCause::Local) => TerminateReason::Normal,
             (None, CloseCause::Abnormal) => TerminateReason::ConnectionLost,
         };
-        self.finish_io().await;
+        // Boxed: the closing phase (and its drain buffer) would otherwise
+        // count in the size of every live connection's future.
+        Box::pin(self.finish_io()).await;
         reason
     }
 
