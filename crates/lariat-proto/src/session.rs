@@ -681,6 +681,17 @@ impl Session {
         Ok(())
     }
 
+    /// Drop the data frames queued and not yet taken by
+    /// [`take_transmit`](Self::take_transmit) (whole frames only: what was
+    /// taken may be on the wire already). For a peer that does not read, so
+    /// that a close frame queued next is not stuck behind them. Returns the
+    /// bytes dropped.
+    pub fn discard_unsent(&mut self) -> usize {
+        let n = self.data_out.len();
+        self.data_out.clear();
+        n
+    }
+
     /// Move every queued byte into `out`, automatic pongs first. When `out`
     /// is empty and no pong waits, the buffers are swapped, not copied.
     pub fn take_transmit(&mut self, out: &mut Vec<u8>) {

@@ -519,3 +519,20 @@ fn messages_before_a_violation_are_delivered_and_answered_first() {
         [reply, server_close(1002, "reserved bits set")].concat()
     );
 }
+
+#[test]
+fn discard_unsent_puts_a_close_next_in_line() {
+    let now = Instant::now();
+    let mut s = Session::new(Role::Server, Config::default(), now);
+    s.send(&Frame::binary(vec![1u8; 100]), now).unwrap();
+    let mut out = Vec::new();
+    s.take_transmit(&mut out); // on its way
+    s.send(&Frame::binary(vec![2u8; 1000]), now).unwrap();
+    s.send(&Frame::binary(vec![3u8; 1000]), now).unwrap();
+    assert_eq!(s.discard_unsent(), 2 * (4 + 1000));
+    s.close(Some(CloseCode::POLICY_VIOLATION), "send queue full", now)
+        .unwrap();
+    let mut next = Vec::new();
+    s.take_transmit(&mut next);
+    assert_eq!(next, server_close(1008, "send queue full"));
+}

@@ -490,9 +490,14 @@ impl<H: Handler> Driver<H> {
                         return;
                     }
                     SendQueueFull::Close => {
+                        // The client is not reading: what it has not been
+                        // sent yet goes, so the close frame is next in line.
+                        let dropped = self.session.discard_unsent();
                         info!(
                             conn = self.ctx.id(),
-                            queued, "send queue full (client not reading); closing with 1008"
+                            queued,
+                            dropped,
+                            "send queue full (client not reading); dropped what was unsent; closing with 1008"
                         );
                         let _ = self.session.close(
                             Some(CloseCode::POLICY_VIOLATION),
