@@ -2,6 +2,9 @@
 //! an independent TLS stack (Python's ssl, i.e. OpenSSL), and a graceful
 //! shutdown on SIGTERM that closes WebSockets with 1001 and exits 0.
 
+#[path = "support/python.rs"]
+mod python;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -10,6 +13,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
+
+use python::python;
 
 /// The demo process, killed on drop if it is still running.
 struct Demo {
@@ -105,31 +110,6 @@ async fn sigterm_closes_websockets_with_1001_and_exits_0() {
     assert!(status.0.success(), "{:?}", status.0);
     assert!(status.1.contains("SIGTERM received"), "{}", status.1);
     assert!(status.1.contains("shut down"), "{}", status.1);
-}
-
-fn python() -> String {
-    if let Ok(p) = std::env::var("LARIAT_PYTHON") {
-        return p;
-    }
-    let out = Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/setup-python.sh"
-        ))
-        .output()
-        .expect("run scripts/setup-python.sh");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string()
 }
 
 #[test]

@@ -4,40 +4,19 @@
 //! The interpreter comes from `scripts/setup-python.sh` (run by
 //! `scripts/test.sh`), or `LARIAT_PYTHON`.
 
-use std::process::Command;
+#[path = "support/python.rs"]
+mod python;
+#[path = "support/server.rs"]
+mod server;
+
 use std::time::Duration;
 
-fn python() -> String {
-    if let Ok(p) = std::env::var("LARIAT_PYTHON") {
-        return p;
-    }
-    let out = Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/scripts/setup-python.sh"
-        ))
-        .output()
-        .expect("run scripts/setup-python.sh");
-    assert!(
-        out.status.success(),
-        "scripts/setup-python.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string()
-}
+use python::python;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_websockets_compressed_echo_rfc7692() {
     let python = tokio::task::spawn_blocking(python).await.unwrap();
-    let server = lariat::Server::bind("127.0.0.1:0").await.unwrap();
-    let addr = server.local_addr().unwrap();
-    tokio::spawn(server.serve(lariat_demo::app()));
+    let addr = server::demo().await;
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/interop/python_websockets.py"

@@ -6,6 +6,11 @@
 //!
 //! Every wait is bounded by [`T`]; a test that would hang fails instead.
 
+#[path = "support/raw.rs"]
+mod raw;
+#[path = "support/server.rs"]
+mod server;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -13,172 +18,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-/// The bound on every single wait.
-const T: Duration = Duration::from_secs(5);
+use raw::{frame, header, masked, Conn, MASK, T};
+use server::demo;
+
 /// How soon after the violation the server must have closed TCP.
 const CLOSE_WITHIN: Duration = Duration::from_secs(3);
-
-/// RFC 6455 §1.3's example key, and its accept value.
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
-
-async fn serve() -> SocketAddr {
-    let server = lariat::Server::bind("127.0.0.1:0").await.unwrap();
-    let addr = server.local_addr().unwrap();
-    tokio::spawn(server.serve(lariat_demo::app()));
-    addr
-}
-
-// ------------------------------------------------------------ frame builders
-
-/// A frame header with the length in its shortest form (§5.2).
-fn header(b0: u8, len: u64, mask: Option<[u8; 4]>) -> Vec<u8> {
-    let m = if mask.is_some() { 0x80 } else { 0 };
-    let mut h = vec![b0];
-    if len < 126 {
-        h.push(m | len as u8);
-    } else if len <= 0xffff {
-        h.push(m | 126);
-        h.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        h.push(m | 127);
-        h.extend_from_slice(&len.to_be_bytes());
-    }
-    if let Some(k) = mask {
-        h.extend_from_slice(&k);
-    }
-    h
-}
-
-/// `payload` masked with [`MASK`], starting at payload offset `offset`.
-fn masked(payload: &[u8], offset: usize) -> Vec<u8> {
-    payload
-        .iter()
-        .enumerate()
-        .map(|(i, b)| b ^ MASK[(offset + i) % 4])
-        .collect()
-}
-
-/// A well-masked client frame.
-fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = header(b0, payload.len() as u64, Some(MASK));
-    f.extend(masked(payload, 0));
-    f
-}
-
-fn close_frame(code: u16, reason: &[u8]) -> Vec<u8> {
-    let mut p = code.to_be_bytes().to_vec();
-    p.extend_from_slice(reason);
-    frame(0x88, &p)
-}
-
-// ----------------------------------------------------------------- the client
-
-struct Conn {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    /// Upgrade on `path` and check the 101 (§4.2.2).
-    async fn ws(addr: SocketAddr, path: &str) -> Conn {
-        let stream = timeout(T, TcpStream::connect(addr))
-            .await
-            .expect("connect timed out")
-            .expect("connect failed");
-        let mut c = Conn {
-            stream,
-            buf: Vec::new(),
-        };
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Key: {KEY}\r\n\
-             Sec-WebSocket-Version: 13\r\n\r\n"
-        );
-        c.send(req.as_bytes()).await;
-        let end = loop {
-            if let Some(i) = c.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            assert!(c.fill().await > 0, "EOF before the 101");
-        };
-        let head = String::from_utf8(c.buf.drain(..end).collect()).unwrap();
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        assert!(head.contains(ACCEPT), "{head}");
-        c
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        timeout(T, self.stream.write_all(bytes))
-            .await
-            .expect("write timed out")
-            .expect("write failed");
-    }
-
-    /// Read once more; 0 at EOF.
-    async fn fill(&mut self) -> usize {
-        let mut tmp = vec![0u8; 64 * 1024];
-        let n = timeout(T, self.stream.read(&mut tmp))
-            .await
-            .expect("timed out waiting for the server")
-            .expect("read failed (a reset would lose the close frame)");
-        self.buf.extend_from_slice(&tmp[..n]);
-        n
-    }
-
-    /// The next whole server frame: (first byte, payload); None at EOF.
-    async fn read_frame(&mut self) -> Option<(u8, Vec<u8>)> {
-        loop {
-            if let Some((b0, payload, used)) = parse(&self.buf) {
-                self.buf.drain(..used);
-                return Some((b0, payload));
-            }
-            if self.fill().await == 0 {
-                assert!(self.buf.is_empty(), "EOF inside a frame: {:?}", self.buf);
-                return None;
-            }
-        }
-    }
-
-    /// Every byte until the server closes TCP.
-    async fn read_to_eof(&mut self) -> Vec<u8> {
-        let t0 = std::time::Instant::now();
-        while self.fill().await > 0 {
-            assert!(t0.elapsed() < 2 * T, "the server never closed TCP");
-        }
-        std::mem::take(&mut self.buf)
-    }
-}
-
-/// Parse one server frame (never masked, §5.1).
-fn parse(buf: &[u8]) -> Option<(u8, Vec<u8>, usize)> {
-    if buf.len() < 2 {
-        return None;
-    }
-    assert_eq!(buf[1] & 0x80, 0, "a server frame must not be masked");
-    let (len, at) = match buf[1] & 0x7f {
-        126 => {
-            if buf.len() < 4 {
-                return None;
-            }
-            (u16::from_be_bytes([buf[2], buf[3]]) as usize, 4)
-        }
-        127 => {
-            if buf.len() < 10 {
-                return None;
-            }
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&buf[2..10]);
-            (u64::from_be_bytes(b) as usize, 10)
-        }
-        n => (n as usize, 2),
-    };
-    if buf.len() < at + len {
-        return None;
-    }
-    Some((buf[0], buf[at..at + len].to_vec(), at + len))
-}
 
 // ------------------------------------------------------------------- checks
 
@@ -226,7 +70,7 @@ async fn assert_serves(addr: SocketAddr, path: &str) {
 /// Open `/seed/echo`, send `bytes`, expect close `code` and TCP close, then
 /// check a fresh connection.
 async fn fails_with(bytes: &[u8], code: u16, what: &str) {
-    let addr = serve().await;
+    let addr = demo().await;
     fails_with_on(addr, "/seed/echo", bytes, code, what).await;
 }
 
@@ -251,7 +95,7 @@ async fn rfc6455_5_1_unmasked_client_frame_gets_1002() {
 /// RFC 6455 §5.2: reserved opcodes 3-7 and 0xB-0xF get 1002.
 #[tokio::test]
 async fn rfc6455_5_2_reserved_opcodes_get_1002() {
-    let addr = serve().await;
+    let addr = demo().await;
     for op in [0x3u8, 0x4, 0x5, 0x6, 0x7, 0xb, 0xc, 0xd, 0xe, 0xf] {
         let what = format!("opcode {op:#x}");
         fails_with_on(addr, "/seed/echo", &frame(0x80 | op, b"x"), 1002, &what).await;
@@ -261,7 +105,7 @@ async fn rfc6455_5_2_reserved_opcodes_get_1002() {
 /// RFC 6455 §5.2: RSV1-3 set with no extension negotiated get 1002.
 #[tokio::test]
 async fn rfc6455_5_2_rsv_bits_get_1002() {
-    let addr = serve().await;
+    let addr = demo().await;
     for (b0, what) in [
         (0xc1, "RSV1 on text"),
         (0xa1, "RSV2 on text"),
@@ -298,7 +142,7 @@ async fn rfc6455_5_5_ping_of_126_bytes_gets_1002() {
 /// RFC 6455 §8.1: text that is not UTF-8 fails the connection with 1007.
 #[tokio::test]
 async fn rfc6455_8_1_invalid_utf8_text_gets_1007() {
-    let addr = serve().await;
+    let addr = demo().await;
     let cases: [(&[u8], &str); 5] = [
         (b"\xff", "0xff"),
         (b"ok \xc3\x28", "bad continuation byte"),
@@ -319,7 +163,7 @@ async fn rfc6455_8_1_invalid_utf8_text_gets_1007() {
 /// refused before the rest of the frame is sent.
 #[tokio::test]
 async fn rfc6455_8_1_invalid_utf8_fails_mid_frame() {
-    let addr = serve().await;
+    let addr = demo().await;
     let mut c = Conn::ws(addr, "/seed/echo").await;
     let mut bytes = header(0x81, 100_000, Some(MASK));
     bytes.extend(masked(b"a valid start, then \xff and more", 0));
@@ -337,12 +181,12 @@ async fn rfc6455_8_1_invalid_utf8_fails_mid_frame() {
 /// RFC 6455 §7.4: close codes that may not appear on the wire get 1002.
 #[tokio::test]
 async fn rfc6455_7_4_invalid_close_codes_get_1002() {
-    let addr = serve().await;
+    let addr = demo().await;
     for code in [
         1005u16, 999, 0, 1004, 1006, 1015, 1016, 2000, 2999, 5000, 65535,
     ] {
         let what = format!("close code {code}");
-        fails_with_on(addr, "/seed/echo", &close_frame(code, b""), 1002, &what).await;
+        fails_with_on(addr, "/seed/echo", &raw::close(code, b""), 1002, &what).await;
     }
 }
 
@@ -355,14 +199,14 @@ async fn rfc6455_5_5_1_one_byte_close_payload_gets_1002() {
 /// RFC 6455 §5.5.1, §8.1: a close reason that is not UTF-8 gets 1007.
 #[tokio::test]
 async fn rfc6455_5_5_1_close_reason_not_utf8_gets_1007() {
-    fails_with(&close_frame(1000, b"bad \xff reason"), 1007, "close reason").await;
+    fails_with(&raw::close(1000, b"bad \xff reason"), 1007, "close reason").await;
 }
 
 /// S9: a header announcing a 1 TB frame closes with 1009 at once, without
 /// waiting for (or allocating) its payload; also on `/echo`'s 64 MiB limit.
 #[tokio::test]
 async fn s9_header_announcing_1tb_frame_gets_1009_at_once() {
-    let addr = serve().await;
+    let addr = demo().await;
     for path in ["/seed/echo", "/echo", "/seed/maxframe"] {
         for b0 in [0x82u8, 0x81] {
             let mut c = Conn::ws(addr, path).await;
@@ -382,7 +226,7 @@ async fn s9_header_announcing_1tb_frame_gets_1009_at_once() {
 /// RFC 6455 §5.4: a continuation frame with no message to continue: 1002.
 #[tokio::test]
 async fn rfc6455_5_4_continuation_without_start_gets_1002() {
-    let addr = serve().await;
+    let addr = demo().await;
     fails_with_on(
         addr,
         "/seed/echo",
@@ -405,7 +249,7 @@ async fn rfc6455_5_4_continuation_without_start_gets_1002() {
 /// under the frame limit, gets 1009 once the sum goes over.
 #[tokio::test]
 async fn s9_fragmented_message_over_the_limit_gets_1009() {
-    let addr = serve().await;
+    let addr = demo().await;
     let mut c = Conn::ws(addr, "/seed/echo").await;
     let chunk = vec![b'f'; 64 * 1024];
     c.send(&frame(0x01, &chunk)).await;
@@ -430,7 +274,7 @@ async fn rfc6455_5_4_new_message_inside_fragmented_one_gets_1002() {
 /// (And lariat holds peers to the minimal length encoding §5.2 requires.)
 #[tokio::test]
 async fn rfc6455_5_2_bad_lengths_get_1002() {
-    let addr = serve().await;
+    let addr = demo().await;
     let mut msb = vec![0x82, 0xff];
     msb.extend_from_slice(&(1u64 << 63).to_be_bytes());
     msb.extend_from_slice(&MASK);
@@ -453,7 +297,7 @@ async fn rfc6455_5_2_bad_lengths_get_1002() {
 /// answered, in order, before the close frame.
 #[tokio::test]
 async fn violation_after_valid_frames_answers_them_first() {
-    let addr = serve().await;
+    let addr = demo().await;
     let mut c = Conn::ws(addr, "/seed/echo").await;
     let mut bytes = frame(0x81, b"one");
     bytes.extend(frame(0x81, b"two"));
@@ -468,7 +312,7 @@ async fn violation_after_valid_frames_answers_them_first() {
 /// A request that is not HTTP gets an error, not a crash; the server goes on.
 #[tokio::test]
 async fn garbage_instead_of_http_does_not_hurt_the_server() {
-    let addr = serve().await;
+    let addr = demo().await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     s.write_all(b"\x00\x01GARBAGE \xff\xfe\r\n\r\n")
         .await

@@ -40,6 +40,9 @@
 //!
 //! `SOAK_SEED` replays a run's random choices (the seed is printed).
 
+#[path = "support/raw.rs"]
+mod raw;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +57,8 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::{sleep, sleep_until, timeout, timeout_at, Instant};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use raw::{frame, header, KEY, MASK};
 
 const GOOD_CLIENTS: usize = 50;
 const GOOD_MESSAGES: usize = 100;
@@ -90,9 +95,6 @@ const WARMUP: Duration = Duration::from_secs(30);
 const FD_SLACK: u64 = 4;
 /// The demo's header read timeout (lariat's default), for slowloris.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
-const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 
 // ------------------------------------------------------------------ the demo
 
@@ -499,36 +501,7 @@ async fn good_loop(
 // ---------------------------------------------------------- raw TCP helpers
 
 fn upgrade_request(path: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-}
-
-/// A frame header: first byte `b0`, the length in its shortest form.
-fn header(b0: u8, masked: bool, len: u64) -> Vec<u8> {
-    let m = if masked { 0x80 } else { 0 };
-    let mut h = vec![b0];
-    if len < 126 {
-        h.push(m | len as u8);
-    } else if len <= 0xffff {
-        h.push(m | 126);
-        h.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        h.push(m | 127);
-        h.extend_from_slice(&len.to_be_bytes());
-    }
-    if masked {
-        h.extend_from_slice(&MASK);
-    }
-    h
-}
-
-/// A masked client frame with first byte `b0` (FIN, RSV and opcode).
-fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = header(b0, true, payload.len() as u64);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-    f
+    raw::upgrade_request("127.0.0.1", path, "")
 }
 
 fn cat(parts: &[Vec<u8>]) -> Vec<u8> {
@@ -623,27 +596,14 @@ async fn raw_upgrade_with(
 /// One server frame at the start of `buf` (never masked): its first byte,
 /// its payload's range, and the bytes it takes.
 fn parse_frame(buf: &[u8]) -> Result<Option<(u8, std::ops::Range<usize>)>, String> {
-    if buf.len() < 2 {
+    let Some((b0, at, len)) = raw::parse_header(buf)? else {
         return Ok(None);
-    }
-    if buf[1] & 0x80 != 0 {
-        return Err("the server sent a masked frame".into());
-    }
-    let (len, at) = match buf[1] & 0x7f {
-        126 if buf.len() >= 4 => (u64::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
-        127 if buf.len() >= 10 => {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&buf[2..10]);
-            (u64::from_be_bytes(b), 10)
-        }
-        126 | 127 => return Ok(None),
-        n => (u64::from(n), 2),
     };
     if len > 256 << 20 {
         return Err(format!("the server announced a {len}-byte frame"));
     }
     let end = at + len as usize;
-    Ok((buf.len() >= end).then_some((buf[0], at..end)))
+    Ok((buf.len() >= end).then_some((b0, at..end)))
 }
 
 /// How a raw WebSocket connection ended, seen from the client.
@@ -900,13 +860,13 @@ fn malformed_case(rng: &mut Rng) -> (String, &'static str, Vec<u8>, Expect) {
         17 => (
             "header announcing 64 MiB + 1 on /echo (limit 64 MiB)".into(),
             echo,
-            header(0x82, true, (64 << 20) + 1),
+            header(0x82, (64 << 20) + 1, Some(MASK)),
             Close(1009),
         ),
         18 => (
             "header announcing 1 TiB on /echo".into(),
             echo,
-            header(0x82, true, 1 << 40),
+            header(0x82, 1 << 40, Some(MASK)),
             Close(1009),
         ),
         19 => (
@@ -914,7 +874,7 @@ fn malformed_case(rng: &mut Rng) -> (String, &'static str, Vec<u8>, Expect) {
             "/seed/hibernate",
             cat(&[
                 frame(0x02, &vec![1u8; 600 << 10]),
-                header(0x80, true, 600 << 10),
+                header(0x80, 600 << 10, Some(MASK)),
             ]),
             Close(1009),
         ),
@@ -940,7 +900,7 @@ fn malformed_case(rng: &mut Rng) -> (String, &'static str, Vec<u8>, Expect) {
             let b0 = rng.bytes(1)[0];
             let masked = rng.below(4) != 0;
             let len = rng.pick(&[0u64, 1, 5, 125, 126, 200, 4096, 70_000, 1 << 33]);
-            let mut f = header(b0, masked, len);
+            let mut f = header(b0, len, masked.then_some(MASK));
             f.extend(rng.bytes((len as usize).min(4096)));
             ("random frame header".into(), echo, f, Expect::Ends)
         }

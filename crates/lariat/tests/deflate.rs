@@ -3,6 +3,9 @@
 //! fragmented messages with control frames between, the zip-bomb limit, and
 //! the per-message `Deflate` command.
 
+#[path = "support/raw.rs"]
+mod raw;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -13,7 +16,7 @@ use lariat::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const T: Duration = Duration::from_secs(10);
+use raw::T;
 
 /// Echo; text `plain` turns compression off for what follows, `deflate` back on.
 struct Echo;
@@ -54,29 +57,12 @@ async fn start(config: DeflateConfig, max_message: u64) -> SocketAddr {
 
 /// Upgrade with `offer`; returns the stream and the response head.
 async fn connect(addr: SocketAddr, offer: &str) -> (TcpStream, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
     let ext = if offer.is_empty() {
         String::new()
     } else {
         format!("Sec-WebSocket-Extensions: {offer}\r\n")
     };
-    let req = format!(
-        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{ext}\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tokio::time::timeout(T, s.read_exact(&mut b))
-            .await
-            .unwrap()
-            .unwrap();
-        head.push(b[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    (s, head)
+    raw::upgrade(addr, "/", &ext).await
 }
 
 fn extensions_header(head: &str) -> Option<String> {
@@ -87,22 +73,7 @@ fn extensions_header(head: &str) -> Option<String> {
 
 /// A masked client frame.
 fn frame(fin: bool, rsv1: bool, op: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [9u8, 8, 7, 6];
-    let mut f = vec![(fin as u8) << 7 | (rsv1 as u8) << 6 | op];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&key);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    f
+    raw::frame((fin as u8) << 7 | (rsv1 as u8) << 6 | op, payload)
 }
 
 /// Compress a message as RFC 7692 §7.2.1 says: sync flush, trailer removed.

@@ -1,6 +1,9 @@
 //! Hostile and broken clients, slow consumers, bounded mailboxes, shutdown:
 //! each case driven through real sockets, by raw TCP or by tokio-tungstenite.
 
+#[path = "support/raw.rs"]
+mod raw;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -16,13 +19,32 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-const T: Duration = Duration::from_secs(10);
+use raw::T;
 
 async fn start(router: Router, config: ServerConfig) -> SocketAddr {
     let server = Server::bind("127.0.0.1:0").await.unwrap().config(config);
     let addr = server.local_addr().unwrap();
     tokio::spawn(server.serve(router));
     addr
+}
+
+/// A server whose `/` upgrades to [`Echo`].
+async fn echo_server(config: ServerConfig) -> SocketAddr {
+    start(
+        Router::new().route("/", |_| async { Init::upgrade(Echo) }),
+        config,
+    )
+    .await
+}
+
+/// `got` starts with an HTTP/1.1 status line with `status`.
+#[track_caller]
+fn assert_status(got: &[u8], status: u16) {
+    assert!(
+        got.starts_with(format!("HTTP/1.1 {status}").as_bytes()),
+        "{:?}",
+        String::from_utf8_lossy(got)
+    );
 }
 
 /// Read from a raw socket until EOF or `limit`; returns what came and when it ended.
@@ -37,47 +59,6 @@ async fn read_all(s: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
             Err(_) => return (out, false),
         }
     }
-}
-
-/// Read an HTTP response head, byte by byte, so nothing after it is consumed.
-async fn read_head(s: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    let mut b = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tokio::time::timeout(T, s.read_exact(&mut b))
-            .await
-            .unwrap()
-            .unwrap();
-        head.push(b[0]);
-    }
-    String::from_utf8(head).unwrap()
-}
-
-fn upgrade_request(path: &str, extra: &str) -> String {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
-    )
-}
-
-/// A masked client frame.
-fn client_frame(op: u8, payload: &[u8]) -> Vec<u8> {
-    let key = [1u8, 2, 3, 4];
-    let mut f = vec![0x80 | op];
-    match payload.len() {
-        n if n < 126 => f.push(0x80 | n as u8),
-        n if n <= 0xffff => {
-            f.push(0x80 | 126);
-            f.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            f.push(0x80 | 127);
-            f.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    f.extend_from_slice(&key);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    f
 }
 
 /// Reports how each connection ended.
@@ -125,43 +106,27 @@ impl Handler for Echo {
 
 #[tokio::test]
 async fn oversized_request_head_gets_431() {
-    let addr = start(
-        Router::new().route("/", |_| async { Init::upgrade(Echo) }),
-        ServerConfig::default(),
-    )
-    .await;
+    let addr = echo_server(ServerConfig::default()).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     let big = "a".repeat(32 * 1024);
     s.write_all(format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let (got, closed) = read_all(&mut s, T).await;
-    assert!(
-        got.starts_with(b"HTTP/1.1 431"),
-        "{:?}",
-        String::from_utf8_lossy(&got)
-    );
+    assert_status(&got, 431);
     assert!(closed);
 }
 
 #[tokio::test]
 async fn too_many_headers_gets_431() {
-    let addr = start(
-        Router::new().route("/", |_| async { Init::upgrade(Echo) }),
-        ServerConfig::default(),
-    )
-    .await;
+    let addr = echo_server(ServerConfig::default()).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     let headers: String = (0..100).map(|i| format!("X-H{i}: v\r\n")).collect();
     s.write_all(format!("GET / HTTP/1.1\r\nHost: x\r\n{headers}\r\n").as_bytes())
         .await
         .unwrap();
     let (got, _) = read_all(&mut s, T).await;
-    assert!(
-        got.starts_with(b"HTTP/1.1 431"),
-        "{:?}",
-        String::from_utf8_lossy(&got)
-    );
+    assert_status(&got, 431);
 }
 
 #[tokio::test]
@@ -170,11 +135,7 @@ async fn slowloris_is_cut_off_at_the_header_deadline() {
         header_read_timeout: Duration::from_secs(1),
         ..ServerConfig::default()
     };
-    let addr = start(
-        Router::new().route("/", |_| async { Init::upgrade(Echo) }),
-        config,
-    )
-    .await;
+    let addr = echo_server(config).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     let t0 = Instant::now();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
@@ -217,11 +178,7 @@ async fn connections_over_the_cap_get_503_and_service_resumes() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut extra = TcpStream::connect(addr).await.unwrap();
     let (got, closed) = read_all(&mut extra, T).await;
-    assert!(
-        got.starts_with(b"HTTP/1.1 503"),
-        "{:?}",
-        String::from_utf8_lossy(&got)
-    );
+    assert_status(&got, 503);
     assert!(closed);
     drop(held.pop());
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -230,11 +187,7 @@ async fn connections_over_the_cap_get_503_and_service_resumes() {
         .await
         .unwrap();
     let (got, _) = read_all(&mut s, T).await;
-    assert!(
-        got.starts_with(b"HTTP/1.1 200"),
-        "{:?}",
-        String::from_utf8_lossy(&got)
-    );
+    assert_status(&got, 200);
 }
 
 #[tokio::test]
@@ -252,7 +205,7 @@ async fn origin_allow_list_refuses_other_sites() {
         ("", "HTTP/1.1 101"),
     ] {
         let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(upgrade_request("/", origin).as_bytes())
+        s.write_all(raw::upgrade_request("/", origin).as_bytes())
             .await
             .unwrap();
         let mut b = [0u8; 12];
@@ -326,13 +279,9 @@ async fn thousand_clients_that_never_read_keep_memory_bounded() {
     let before = vm_rss_kib();
     let mut stuck = Vec::new();
     for _ in 0..1000 {
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(upgrade_request("/flood", "").as_bytes())
-            .await
-            .unwrap();
         // This client reads nothing after the head.
-        assert!(read_head(&mut s).await.starts_with("HTTP/1.1 101"));
-        s.write_all(&client_frame(1, b"go")).await.unwrap();
+        let (mut s, _) = raw::upgrade(addr, "/flood", "").await;
+        s.write_all(&raw::frame(0x81, b"go")).await.unwrap();
         stuck.push(s);
     }
     // A client that reads keeps getting answers on time meanwhile.
@@ -736,16 +685,8 @@ async fn graceful_shutdown_closes_every_websocket_with_1001() {
 
 #[tokio::test]
 async fn default_limits_refuse_a_frame_over_1_mib_with_1009() {
-    let addr = start(
-        Router::new().route("/", |_| async { Init::upgrade(Echo) }),
-        ServerConfig::default(),
-    )
-    .await;
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(upgrade_request("/", "").as_bytes())
-        .await
-        .unwrap();
-    assert!(read_head(&mut s).await.starts_with("HTTP/1.1 101"));
+    let addr = echo_server(ServerConfig::default()).await;
+    let (mut s, _) = raw::upgrade(addr, "/", "").await;
     // Only the header of a (1 MiB + 1) binary frame: refused from it.
     let mut h = vec![0x82, 0x80 | 127];
     h.extend_from_slice(&((1u64 << 20) + 1).to_be_bytes());

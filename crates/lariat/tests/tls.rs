@@ -10,7 +10,9 @@ use lariat::{Context, Handler, Init, Message, Reply, Router, Server};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::client::Response;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::WebSocketStream;
 
 struct Echo;
 
@@ -49,9 +51,15 @@ fn client_config(cert: CertificateDer<'static>) -> Arc<rustls::ClientConfig> {
     )
 }
 
-#[tokio::test]
-async fn wss_echo_through_rustls() {
-    let (addr, cert) = tls_server().await;
+/// A wss:// client of `/echo` through tokio-rustls, trusting `cert`; the
+/// WebSocket handshake is bounded by 5 s.
+async fn wss_connect(
+    addr: std::net::SocketAddr,
+    cert: CertificateDer<'static>,
+) -> (
+    WebSocketStream<tokio_rustls::client::TlsStream<TcpStream>>,
+    Response,
+) {
     let connector = tokio_rustls::TlsConnector::from(client_config(cert));
     let tcp = TcpStream::connect(addr).await.unwrap();
     let tls = connector
@@ -59,13 +67,19 @@ async fn wss_echo_through_rustls() {
         .await
         .unwrap();
     let url = format!("wss://localhost:{}/echo", addr.port());
-    let (mut ws, resp) = tokio::time::timeout(
+    tokio::time::timeout(
         Duration::from_secs(5),
         tokio_tungstenite::client_async(url, tls),
     )
     .await
     .unwrap()
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test]
+async fn wss_echo_through_rustls() {
+    let (addr, cert) = tls_server().await;
+    let (mut ws, resp) = wss_connect(addr, cert).await;
     assert_eq!(resp.status(), 101);
     ws.send(WsMessage::text("over tls")).await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
@@ -97,14 +111,7 @@ async fn plaintext_to_the_tls_port_is_refused_and_the_server_goes_on() {
         // Or a TLS alert record (content type 21), never an HTTP answer.
         Ok(_) => assert_eq!(buf[0], 0x15, "expected a TLS alert, got {:?}", &buf[..8]),
     }
-    let connector = tokio_rustls::TlsConnector::from(client_config(cert));
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .unwrap();
-    let url = format!("wss://localhost:{}/echo", addr.port());
-    let (mut ws, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    let (mut ws, _) = wss_connect(addr, cert).await;
     ws.send(WsMessage::text("still here")).await.unwrap();
     let got = tokio::time::timeout(Duration::from_secs(5), ws.next())
         .await
