@@ -47,7 +47,10 @@ pub struct DeflateConfig {
     /// Ask the client to compress each message on its own, so the server
     /// keeps no inflate state between messages. Default: true.
     pub client_no_context_takeover: bool,
-    /// Messages shorter than this are sent uncompressed. Default: 64 bytes.
+    /// Messages shorter than this are sent uncompressed. Default: 128 bytes
+    /// (below, JSON-like text barely shrinks and zlib's per-message cost
+    /// dominates). Without context takeover a message that does not shrink
+    /// is sent uncompressed too.
     pub threshold: usize,
 }
 
@@ -59,7 +62,7 @@ impl Default for DeflateConfig {
             client_max_window_bits: None,
             server_no_context_takeover: true,
             client_no_context_takeover: true,
-            threshold: 64,
+            threshold: 128,
         }
     }
 }
@@ -294,6 +297,12 @@ impl Codec {
     pub(crate) fn shrink(&mut self) {
         self.tx = None;
         self.rx = None;
+    }
+
+    /// Does this side compress with context takeover? (Then every message
+    /// compressed must be sent compressed: the peer's window follows ours.)
+    pub(crate) fn tx_takeover(&self) -> bool {
+        self.tx_takeover
     }
 
     /// Should a message of `len` bytes go out compressed?

@@ -615,7 +615,13 @@ impl Session {
         if let Some(codec) = self.deflate.as_mut() {
             if self.compress && !op.is_control() && codec.compresses(payload.len()) {
                 self.scratch.clear();
-                if codec.compress(payload, &mut self.scratch) {
+                // Incompressible data would grow: without context takeover
+                // nothing ties the peer's state to this message, so it may go
+                // plain instead (RFC 7692 lets any message be uncompressed).
+                let takeover = codec.tx_takeover();
+                if codec.compress(payload, &mut self.scratch)
+                    && (takeover || self.scratch.len() < payload.len())
+                {
                     // RFC 7692 §6: RSV1 on the (only) frame of a compressed message.
                     encode_header(
                         &mut self.data_out,

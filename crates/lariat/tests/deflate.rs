@@ -271,12 +271,27 @@ async fn deflate_command_sends_some_messages_plain() {
     let (_, rsv1, _, payload) = read_frame(&mut s).await;
     assert!(rsv1);
     assert_eq!(inflate(&mut rx, &payload), "x".repeat(200).as_bytes());
-    // Below the threshold (64 bytes), messages go out plain.
+    // Below the threshold (128 bytes), messages go out plain.
     s.write_all(&frame(true, false, 0x1, b"short"))
         .await
         .unwrap();
     let (_, rsv1, _, payload) = read_frame(&mut s).await;
     assert_eq!((rsv1, payload.as_slice()), (false, &b"short"[..]));
+    // Data that does not shrink (no context takeover here) goes out plain,
+    // not 5% bigger.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..4096)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect();
+    s.write_all(&frame(true, false, 0x2, &noise)).await.unwrap();
+    let (_, rsv1, op, payload) = read_frame(&mut s).await;
+    assert_eq!((rsv1, op), (false, 0x2));
+    assert_eq!(payload, noise);
 }
 
 /// Echo that hibernates after every message (S10).
