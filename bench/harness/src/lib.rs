@@ -56,6 +56,21 @@ pub struct EchoResult {
     pub p99_us: f64,
     pub p999_us: f64,
     pub max_us: f64,
+    /// Message size in bytes (the payload before any compression).
+    #[serde(default)]
+    pub msg_bytes: u64,
+    /// permessage-deflate was agreed (`--deflate`): loadgen sent its messages compressed.
+    #[serde(default)]
+    pub deflate: bool,
+    /// Mean bytes on the wire per message, frame headers included: the frame loadgen sent
+    /// (client to server), and its echo (server to client, over the window's messages).
+    #[serde(default)]
+    pub wire_up_per_msg: f64,
+    #[serde(default)]
+    pub wire_down_per_msg: f64,
+    /// Share of the window's echoes that came compressed (RSV1 set); 0 without deflate.
+    #[serde(default)]
+    pub compressed_share: f64,
 }
 
 /// Handshake mode: K clients in parallel, each looping connect → upgrade → close.
@@ -91,4 +106,13 @@ pub struct IdleResult {
     pub bytes_per_conn_open: f64,
     /// (rss_woken - rss_before) / N.
     pub bytes_per_conn_woken: f64,
+    /// Size of the one message each connection sent, bytes (before any compression).
+    #[serde(default)]
+    pub msg_bytes: u64,
+    /// permessage-deflate was agreed on every connection (`--deflate`).
+    #[serde(default)]
+    pub deflate: bool,
+    /// How many of the N echoes came compressed.
+    #[serde(default)]
+    pub compressed_echoes: u64,
 }

@@ -5,11 +5,18 @@
 //!
 //! ```text
 //! loadgen echo      --addr A --path P --server-pid PID --conns C --size S --window W
-//!                   [--binary] [--secs T] [--warmup U]
+//!                   [--binary | --json] [--deflate] [--secs T] [--warmup U]
 //! loadgen handshake --addr A --path P --server-pid PID [--conc K] [--secs T] [--warmup U]
 //!                   [--max N]
-//! loadgen idle      --addr A --path P --server-pid PID --conns N
+//! loadgen idle      --addr A --path P --server-pid PID --conns N [--size S] [--json]
+//!                   [--deflate]
 //! ```
+//!
+//! `--json`: text messages of JSON-like, compressible text (`ws::json_payload`) instead of
+//! random printable bytes. `--deflate`: every connection offers `permessage-deflate` and
+//! the run fails unless the server accepts it (with `server_no_context_takeover`, see
+//! `ws::check_deflate_response`); messages go out compressed (built once, ahead of time,
+//! RSV1 set) and compressed echoes are inflated and compared with what was sent.
 //!
 //! It prints one JSON line, a `lariat_bench::LoadResult`. Server CPU is utime+stime read
 //! from /proc/PID/stat at the start and end of the measured window (after the warm-up).
@@ -36,18 +43,19 @@ fn main() {
     procfs::raise_nofile_limit();
     let mut argv = std::env::args().skip(1);
     let mode = argv.next().unwrap_or_default();
-    let result = Args::parse(argv, &["binary"]).and_then(|args| match mode.as_str() {
-        "echo" => EchoConfig::from_args(&args)
-            .and_then(|c| run_echo(&c))
-            .map(LoadResult::Echo),
-        "handshake" => HsConfig::from_args(&args)
-            .and_then(|c| run_handshakes(&c))
-            .map(LoadResult::Handshake),
-        "idle" => IdleConfig::from_args(&args)
-            .and_then(|c| run_idle(&c))
-            .map(LoadResult::Idle),
-        _ => Err(format!("unknown mode {mode:?}: echo, handshake or idle")),
-    });
+    let result =
+        Args::parse(argv, &["binary", "json", "deflate"]).and_then(|args| match mode.as_str() {
+            "echo" => EchoConfig::from_args(&args)
+                .and_then(|c| run_echo(&c))
+                .map(LoadResult::Echo),
+            "handshake" => HsConfig::from_args(&args)
+                .and_then(|c| run_handshakes(&c))
+                .map(LoadResult::Handshake),
+            "idle" => IdleConfig::from_args(&args)
+                .and_then(|c| run_idle(&c))
+                .map(LoadResult::Idle),
+            _ => Err(format!("unknown mode {mode:?}: echo, handshake or idle")),
+        });
     let failed = result.is_err();
     let out = result.unwrap_or_else(|message| LoadResult::Error { message });
     println!(
@@ -62,6 +70,8 @@ struct Target {
     addr: SocketAddr,
     path: String,
     server_pid: u32,
+    /// Offer permessage-deflate and require it (`--deflate`).
+    deflate: bool,
 }
 
 impl Target {
@@ -73,6 +83,7 @@ impl Target {
                 .map_err(|_| format!("--addr: bad address {addr:?}"))?,
             path: a.opt_str("path").unwrap_or("/").to_string(),
             server_pid: a.get("server-pid", 0)?,
+            deflate: a.flag("deflate"),
         })
     }
 
@@ -92,8 +103,12 @@ impl Target {
         s.set_nodelay(true).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(IO_TIMEOUT))
             .map_err(|e| e.to_string())?;
-        s.write_all(&ws::upgrade_request(&self.addr.to_string(), &self.path))
-            .map_err(|e| format!("sending the upgrade: {e}"))?;
+        s.write_all(&ws::upgrade_request(
+            &self.addr.to_string(),
+            &self.path,
+            self.deflate,
+        ))
+        .map_err(|e| format!("sending the upgrade: {e}"))?;
         let mut head = Vec::with_capacity(256);
         let mut byte = [0u8; 256];
         loop {
@@ -107,7 +122,7 @@ impl Target {
             }
             head.extend_from_slice(&byte[..n]);
             if let Some(len) = ws::head_len(&head) {
-                ws::check_upgrade_response(&head[..len])?;
+                ws::check_upgrade_response(&head[..len], self.deflate)?;
                 if len != head.len() {
                     return Err("unexpected bytes after the 101 response".into());
                 }
@@ -156,6 +171,7 @@ struct EchoConfig {
     size: usize,
     window: usize,
     binary: bool,
+    json: bool,
     secs: f64,
     warmup: f64,
 }
@@ -170,6 +186,8 @@ impl EchoConfig {
             "size",
             "window",
             "binary",
+            "json",
+            "deflate",
             "secs",
             "warmup",
         ])?;
@@ -179,11 +197,15 @@ impl EchoConfig {
             size: a.get("size", 32)?,
             window: a.get("window", 1)?,
             binary: a.flag("binary"),
+            json: a.flag("json"),
             secs: a.get("secs", 5.0)?,
             warmup: a.get("warmup", 1.0)?,
         };
         if c.conns == 0 || c.window == 0 || c.secs <= 0.0 {
             return Err("--conns, --window and --secs must be positive".into());
+        }
+        if c.binary && c.json {
+            return Err("--binary and --json: one or the other".into());
         }
         Ok(c)
     }
@@ -243,6 +265,25 @@ impl EchoConn {
     }
 }
 
+/// The `variant`-th message of a run: JSON-like text (`--json`), random binary or random
+/// printable text.
+fn message(json: bool, binary: bool, size: usize, variant: usize) -> Vec<u8> {
+    if json {
+        ws::json_payload(size, variant)
+    } else {
+        ws::payload(binary, size, variant)
+    }
+}
+
+/// The masked frame that sends `payload`: compressed (RSV1) when deflate was agreed.
+fn frame(deflate: bool, opcode: u8, payload: &[u8], variant: usize) -> Vec<u8> {
+    if deflate {
+        ws::compressed_frame(opcode, payload, ws::mask_for(variant))
+    } else {
+        ws::masked_frame(opcode, payload, ws::mask_for(variant))
+    }
+}
+
 fn run_echo(cfg: &EchoConfig) -> Result<EchoResult, String> {
     let t = &cfg.target;
     // Distinct payloads per connection stream: 16, or fewer for big messages.
@@ -255,15 +296,19 @@ fn run_echo(cfg: &EchoConfig) -> Result<EchoResult, String> {
     let expect = Expect {
         opcode,
         payloads: (0..variants)
-            .map(|v| ws::payload(cfg.binary, cfg.size, v))
+            .map(|v| message(cfg.json, cfg.binary, cfg.size, v))
             .collect(),
+        deflate: t.deflate,
     };
     let frames: Vec<Vec<u8>> = expect
         .payloads
         .iter()
         .enumerate()
-        .map(|(v, p)| ws::masked_frame(opcode, p, ws::mask_for(v)))
+        .map(|(v, p)| frame(t.deflate, opcode, p, v))
         .collect();
+    // Every variant is sent equally often (in turn, from each connection's first).
+    let wire_up = frames.iter().map(Vec::len).sum::<usize>() as f64 / frames.len() as f64;
+    let mut inflater = ws::Inflater::default();
 
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
     let mut conns = Vec::with_capacity(cfg.conns);
@@ -299,6 +344,13 @@ fn run_echo(cfg: &EchoConfig) -> Result<EchoResult, String> {
     let warm_end = start + Duration::from_secs_f64(cfg.warmup);
     let mut window: Option<(Window, Instant)> = None; // the open window and its end
     let mut msgs = 0u64;
+    // Echo wire bytes and compressed echoes over every connection, at the window's start.
+    let totals = |conns: &[EchoConn]| {
+        conns.iter().fold((0u64, 0u64), |(w, z), c| {
+            (w + c.reader.wire_done, z + c.reader.compressed_done)
+        })
+    };
+    let mut at_open = (0, 0);
     let mut last_progress = start;
     let mut events = Events::with_capacity(1024);
     let mut buf = vec![0u8; 256 * 1024];
@@ -309,6 +361,7 @@ fn run_echo(cfg: &EchoConfig) -> Result<EchoResult, String> {
                 window = Some((Window::open(t)?, now + Duration::from_secs_f64(cfg.secs)));
                 msgs = 0;
                 hist.reset();
+                at_open = totals(&conns);
             }
             Some((w, end)) if now >= *end => break w.close(t)?,
             _ => {}
@@ -340,7 +393,7 @@ fn run_echo(cfg: &EchoConfig) -> Result<EchoResult, String> {
                 };
                 let done = c
                     .reader
-                    .feed(&buf[..n], &expect)
+                    .feed(&buf[..n], &expect, &mut inflater)
                     .map_err(|e| format!("connection {i}: {e}"))?;
                 if done > 0 {
                     let now = Instant::now();
@@ -371,6 +424,8 @@ fn run_echo(cfg: &EchoConfig) -> Result<EchoResult, String> {
     if msgs == 0 {
         return Err("no message echoed in the measured window".into());
     }
+    // The readers count a message when its echo completes, as `msgs` does: the same set.
+    let at_close = totals(&conns);
     let us = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
     Ok(EchoResult {
         msgs,
@@ -385,6 +440,11 @@ fn run_echo(cfg: &EchoConfig) -> Result<EchoResult, String> {
         p99_us: us(0.99),
         p999_us: us(0.999),
         max_us: hist.max() as f64 / 1e3,
+        msg_bytes: cfg.size as u64,
+        deflate: t.deflate,
+        wire_up_per_msg: wire_up,
+        wire_down_per_msg: (at_close.0 - at_open.0) as f64 / msgs as f64,
+        compressed_share: (at_close.1 - at_open.1) as f64 / msgs as f64,
     })
 }
 
@@ -447,7 +507,7 @@ struct HsConn {
 /// `closed_without_close_frame` so the report can say so.
 fn run_handshakes(cfg: &HsConfig) -> Result<HandshakeResult, String> {
     let t = &cfg.target;
-    let request = ws::upgrade_request(&t.addr.to_string(), &t.path);
+    let request = ws::upgrade_request(&t.addr.to_string(), &t.path, false);
     let close = ws::close_frame();
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
     let connect = |poll: &Poll, slot: usize| -> Result<HsConn, String> {
@@ -541,7 +601,7 @@ fn run_handshakes(cfg: &HsConfig) -> Result<HandshakeResult, String> {
                     let Some(len) = ws::head_len(&c.buf) else {
                         continue;
                     };
-                    ws::check_upgrade_response(&c.buf[..len])?;
+                    ws::check_upgrade_response(&c.buf[..len], false)?;
                     if len != c.buf.len() {
                         return Err("unexpected bytes after the 101 response".into());
                     }
@@ -598,15 +658,35 @@ fn run_handshakes(cfg: &HsConfig) -> Result<HandshakeResult, String> {
 struct IdleConfig {
     target: Target,
     conns: usize,
+    /// The one message each connection sends once all are open: its size, and whether it
+    /// is JSON-like text (`--json`) rather than random printable text.
+    size: usize,
+    json: bool,
 }
 
 impl IdleConfig {
     fn from_args(a: &Args) -> Result<IdleConfig, String> {
-        a.only(&["addr", "path", "server-pid", "conns"])?;
-        Ok(IdleConfig {
+        a.only(&[
+            "addr",
+            "path",
+            "server-pid",
+            "conns",
+            "size",
+            "json",
+            "deflate",
+        ])?;
+        let c = IdleConfig {
             target: Target::from_args(a)?,
             conns: a.get("conns", 10_000)?,
-        })
+            size: a.get("size", 32)?,
+            json: a.flag("json"),
+        };
+        // The wake writes all go out before any echo is read: keep them small enough to
+        // never block on a socket buffer.
+        if c.size > 16 * 1024 {
+            return Err("--size: at most 16 KiB in idle mode".into());
+        }
+        Ok(c)
     }
 }
 
@@ -627,7 +707,8 @@ fn settled_rss(t: &Target) -> Result<u64, String> {
 }
 
 /// Opens N connections one after another and leaves them idle (RSS measured), then sends
-/// one 32-byte text message on each and reads every echo back (RSS measured again).
+/// one text message on each (32 bytes unless `--size`) and reads every echo back (RSS
+/// measured again).
 fn run_idle(cfg: &IdleConfig) -> Result<IdleResult, String> {
     let t = &cfg.target;
     let deadline = Instant::now() + IDLE_DEADLINE;
@@ -647,17 +728,21 @@ fn run_idle(cfg: &IdleConfig) -> Result<IdleResult, String> {
     let open_secs = opened.elapsed().as_secs_f64();
     let rss_open = settled_rss(t)?;
 
-    // Wake: all the writes first (38 bytes each never block), then every echo.
+    // Wake: all the writes first (a frame of at most 16 KiB never blocks on a fresh
+    // socket), then every echo.
     let expect = Expect {
         opcode: ws::OP_TEXT,
-        payloads: vec![ws::payload(false, 32, 0)],
+        payloads: vec![message(cfg.json, false, cfg.size, 0)],
+        deflate: t.deflate,
     };
-    let frame = ws::masked_frame(ws::OP_TEXT, &expect.payloads[0], ws::mask_for(0));
+    let frame = frame(t.deflate, ws::OP_TEXT, &expect.payloads[0], 0);
+    let mut inflater = ws::Inflater::default();
+    let mut compressed_echoes = 0;
     for (i, s) in socks.iter_mut().enumerate() {
         s.write_all(&frame)
             .map_err(|e| format!("connection {i}: write: {e}"))?;
     }
-    let mut buf = [0u8; 256];
+    let mut buf = [0u8; 4096];
     for (i, s) in socks.iter_mut().enumerate() {
         if Instant::now() > deadline {
             return overdue();
@@ -671,9 +756,10 @@ fn run_idle(cfg: &IdleConfig) -> Result<IdleResult, String> {
                 return Err(format!("connection {i}: server closed the connection"));
             }
             reader
-                .feed(&buf[..n], &expect)
+                .feed(&buf[..n], &expect, &mut inflater)
                 .map_err(|e| format!("connection {i}: {e}"))?;
         }
+        compressed_echoes += reader.compressed_done;
     }
     let rss_woken = settled_rss(t)?;
     let per_conn = |rss: u64| (rss as f64 - rss_before as f64) / cfg.conns as f64;
@@ -685,5 +771,8 @@ fn run_idle(cfg: &IdleConfig) -> Result<IdleResult, String> {
         open_secs,
         bytes_per_conn_open: per_conn(rss_open),
         bytes_per_conn_woken: per_conn(rss_woken),
+        msg_bytes: cfg.size as u64,
+        deflate: t.deflate,
+        compressed_echoes,
     })
 }

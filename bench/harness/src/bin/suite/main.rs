@@ -49,6 +49,34 @@ pub struct Target {
     pub extra_args: Vec<String>,
     pub path: &'static str,
     pub is_lariat: bool,
+    /// loadgen offers permessage-deflate and requires it (`--deflate`).
+    pub deflate: bool,
+}
+
+/// The servers, by the scenarios they run.
+pub struct Targets {
+    /// Echo and handshake scenarios: lariat and the peers.
+    pub echo: Vec<Target>,
+    /// Idle memory: lariat on two routes and the peers.
+    pub idle: Vec<Target>,
+    /// permessage-deflate scenarios: lariat without and with deflate (the peers' servers
+    /// have no permessage-deflate).
+    pub deflate: Vec<Target>,
+}
+
+impl Targets {
+    /// The servers a scenario runs on, in their order in every round.
+    pub fn of(&self, s: &Scenario) -> &[Target] {
+        match s.kind {
+            _ if s.deflate => &self.deflate,
+            Kind::Idle { .. } => &self.idle,
+            _ => &self.echo,
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &Target> {
+        self.echo.iter().chain(&self.idle).chain(&self.deflate)
+    }
 }
 
 /// What a scenario asks of loadgen.
@@ -59,6 +87,8 @@ pub enum Kind {
         size: usize,
         window: usize,
         binary: bool,
+        /// JSON-like text (`loadgen --json`) instead of random bytes.
+        json: bool,
         secs: f64,
         warmup: f64,
     },
@@ -69,6 +99,10 @@ pub enum Kind {
     },
     Idle {
         conns: usize,
+        /// The one message each connection sends: 32 B of random text, or `size` bytes of
+        /// JSON-like text when `json`.
+        size: usize,
+        json: bool,
     },
 }
 
@@ -77,6 +111,9 @@ pub struct Scenario {
     pub key: &'static str,
     pub title: String,
     pub kind: Kind,
+    /// A permessage-deflate scenario: run on lariat only, without and with deflate
+    /// (`Targets::deflate`).
+    pub deflate: bool,
 }
 
 /// One loadgen run, as kept in results.json.
@@ -147,14 +184,9 @@ fn run() -> Result<(), String> {
     }
 
     let nofile = procfs::raise_nofile_limit();
-    let (echo_targets, idle_targets) = targets(&lariat, &bin_dir);
+    let all_targets = targets(&lariat, &bin_dir);
     let loadgen = bin_dir.join("loadgen");
-    for bin in echo_targets
-        .iter()
-        .chain(&idle_targets)
-        .map(|t| &t.bin)
-        .chain([&loadgen])
-    {
+    for bin in all_targets.all().map(|t| &t.bin).chain([&loadgen]) {
         if !bin.is_file() {
             return Err(format!(
                 "{} not found (build it first: scripts/bench.sh does)",
@@ -170,10 +202,13 @@ fn run() -> Result<(), String> {
         args.opt_str("servers")
             .is_none_or(|l| l.split(',').any(|k| k == t.key))
     };
-    let echo_targets: Vec<Target> = echo_targets.into_iter().filter(keep).collect();
-    let idle_targets: Vec<Target> = idle_targets.into_iter().filter(keep).collect();
+    let targets = Targets {
+        echo: all_targets.echo.into_iter().filter(keep).collect(),
+        idle: all_targets.idle.into_iter().filter(keep).collect(),
+        deflate: all_targets.deflate.into_iter().filter(keep).collect(),
+    };
     for s in &scenarios {
-        if let Kind::Idle { conns } = s.kind {
+        if let Kind::Idle { conns, .. } = s.kind {
             if (conns as u64 + 64) > nofile {
                 return Err(format!(
                     "{conns} idle connections need more than the {nofile} open files allowed"
@@ -185,16 +220,7 @@ fn run() -> Result<(), String> {
     let started_at = Instant::now();
     let started = shell("date -u '+%Y-%m-%d %H:%M UTC'");
     let load_start = loadavg();
-    let total: usize = scenarios
-        .iter()
-        .map(|s| {
-            reps * if matches!(s.kind, Kind::Idle { .. }) {
-                idle_targets.len()
-            } else {
-                echo_targets.len()
-            }
-        })
-        .sum();
+    let total: usize = scenarios.iter().map(|s| reps * targets.of(s).len()).sum();
     eprintln!(
         "suite: {} scenarios, {reps} rounds, {total} runs{}",
         scenarios.len(),
@@ -205,11 +231,7 @@ fn run() -> Result<(), String> {
     let mut runs = Vec::new();
     let mut n = 0;
     for s in &scenarios {
-        let list = if matches!(s.kind, Kind::Idle { .. }) {
-            &idle_targets
-        } else {
-            &echo_targets
-        };
+        let list = targets.of(s);
         for rep in 0..reps {
             for t in list {
                 n += 1;
@@ -235,7 +257,8 @@ fn run() -> Result<(), String> {
         }
     }
 
-    let peer_list: Vec<Target> = echo_targets
+    let peer_list: Vec<Target> = targets
+        .echo
         .iter()
         .filter(|t| !t.is_lariat)
         .cloned()
@@ -258,15 +281,8 @@ fn run() -> Result<(), String> {
     let json = serde_json::to_string_pretty(&runs).map_err(|e| e.to_string())?;
     std::fs::write(out_dir.join("results.json"), json).map_err(|e| format!("results.json: {e}"))?;
     let chart = out_dir.join("cpu-per-message.svg");
-    report::chart(&chart, &scenarios, &echo_targets, &idle_targets, &runs)?;
-    let md = report::markdown(
-        &meta,
-        &scenarios,
-        &echo_targets,
-        &idle_targets,
-        &runs,
-        "cpu-per-message.svg",
-    );
+    report::chart(&chart, &scenarios, &targets, &runs)?;
+    let md = report::markdown(&meta, &scenarios, &targets, &runs, "cpu-per-message.svg");
     std::fs::write(&out, md).map_err(|e| format!("{}: {e}", out.display()))?;
     eprintln!(
         "suite: wrote {} ({:.1} min)",
@@ -277,8 +293,9 @@ fn run() -> Result<(), String> {
 }
 
 /// The servers: lariat's demo and the four peers for echo and handshakes; for idle
-/// memory, lariat twice (hibernating route and plain echo) and the peers.
-fn targets(lariat: &Path, bin_dir: &Path) -> (Vec<Target>, Vec<Target>) {
+/// memory, lariat twice (hibernating route and plain echo) and the peers; for the
+/// permessage-deflate scenarios, lariat's `/echo` without and with deflate.
+fn targets(lariat: &Path, bin_dir: &Path) -> Targets {
     let lariat_on = |key, name, path| Target {
         key,
         name,
@@ -286,6 +303,7 @@ fn targets(lariat: &Path, bin_dir: &Path) -> (Vec<Target>, Vec<Target>) {
         extra_args: vec!["--threads".into(), "1".into()],
         path,
         is_lariat: true,
+        deflate: false,
     };
     let peer = |key: &'static str, name| Target {
         key,
@@ -294,6 +312,7 @@ fn targets(lariat: &Path, bin_dir: &Path) -> (Vec<Target>, Vec<Target>) {
         extra_args: vec![],
         path: "/echo",
         is_lariat: false,
+        deflate: false,
     };
     let peers = vec![
         peer("tokio-tungstenite", "tokio-tungstenite"),
@@ -312,7 +331,22 @@ fn targets(lariat: &Path, bin_dir: &Path) -> (Vec<Target>, Vec<Target>) {
         lariat_on("lariat", "lariat /echo", "/echo"),
     ];
     idle.extend(peers);
-    (echo, idle)
+    let deflate = vec![
+        lariat_on("lariat", "lariat /echo, plain", "/echo"),
+        Target {
+            deflate: true,
+            ..lariat_on(
+                "lariat-deflate",
+                "lariat /echo, permessage-deflate",
+                "/echo",
+            )
+        },
+    ];
+    Targets {
+        echo,
+        idle,
+        deflate,
+    }
 }
 
 /// The scenarios, full or quick. Quick keeps every scenario and the rounds but shortens
@@ -328,9 +362,27 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
             size,
             window,
             binary,
+            json: false,
             secs,
             warmup,
         },
+        deflate: false,
+    };
+    // lariat only, each run once without and once with permessage-deflate, on the same
+    // JSON-like text.
+    let deflate_echo = |key, title: &str, conns, size, window| Scenario {
+        key,
+        title: title.to_string(),
+        kind: Kind::Echo {
+            conns,
+            size,
+            window,
+            binary: false,
+            json: true,
+            secs,
+            warmup,
+        },
+        deflate: true,
     };
     vec![
         echo(
@@ -373,11 +425,44 @@ fn scenarios(quick: bool) -> Vec<Scenario> {
                 secs: if quick { 0.6 } else { 3.0 },
                 warmup: if quick { 0.2 } else { 0.5 },
             },
+            deflate: false,
         },
         Scenario {
             key: "idle",
             title: format!("idle memory: {} connections", report::int(idle as f64)),
-            kind: Kind::Idle { conns: idle },
+            kind: Kind::Idle {
+                conns: idle,
+                size: 32,
+                json: false,
+            },
+            deflate: false,
+        },
+        deflate_echo(
+            "deflate-1k-w1",
+            "echo 1 KiB JSON-like text, deflate, W=1, 100 conns",
+            100,
+            1 << 10,
+            1,
+        ),
+        deflate_echo(
+            "deflate-64k-w4",
+            "echo 64 KiB JSON-like text, deflate, W=4, 10 conns",
+            10,
+            64 << 10,
+            4,
+        ),
+        Scenario {
+            key: "idle-deflate",
+            title: format!(
+                "idle memory with deflate negotiated: {} connections",
+                report::int(idle as f64)
+            ),
+            kind: Kind::Idle {
+                conns: idle,
+                size: 1 << 10,
+                json: true,
+            },
+            deflate: true,
         },
     ]
 }
@@ -570,6 +655,9 @@ fn run_loadgen(
         cmd.arg(mode)
             .args(["--addr", &format!("127.0.0.1:{port}"), "--path", t.path])
             .args(["--server-pid", &server_pid.to_string()]);
+        if t.deflate {
+            cmd.arg("--deflate");
+        }
     };
     // Longest a run may take before it is killed.
     let limit = match &s.kind {
@@ -578,6 +666,7 @@ fn run_loadgen(
             size,
             window,
             binary,
+            json,
             secs,
             warmup,
         } => {
@@ -588,6 +677,9 @@ fn run_loadgen(
             if *binary {
                 cmd.arg("--binary");
             }
+            if *json {
+                cmd.arg("--json");
+            }
             secs + warmup + 30.0
         }
         Kind::Handshake { conc, secs, warmup } => {
@@ -596,9 +688,15 @@ fn run_loadgen(
                 .args(["--warmup", &warmup.to_string()]);
             secs + warmup + 30.0
         }
-        Kind::Idle { conns } => {
+        Kind::Idle { conns, size, json } => {
             common(&mut cmd, "idle");
             cmd.args(["--conns", &conns.to_string()]);
+            if *size != 32 {
+                cmd.args(["--size", &size.to_string()]);
+            }
+            if *json {
+                cmd.arg("--json");
+            }
             60.0 + *conns as f64 / 200.0
         }
     };

@@ -7,12 +7,16 @@ use lariat_bench::LoadResult;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::{Kind, Meta, Run, Scenario, Target};
+use crate::{Kind, Meta, Run, Scenario, Target, Targets};
+
+/// What the peers' cells say in the rows of the permessage-deflate scenarios.
+const NO_DEFLATE: &str = "no permessage-deflate";
 
 /// A result reduced to one line for the progress log.
 pub fn one_line(r: &LoadResult) -> String {
     match r {
-        LoadResult::Echo(e) => format!(
+        LoadResult::Echo(e) => {
+            format!(
             "{} msg/s, {} µs CPU/msg, p50 {} µs, p99 {} µs, server {:.0}% / loadgen {:.0}% busy",
             int(e.msg_per_s),
             us(e.cpu_per_msg_us),
@@ -20,7 +24,18 @@ pub fn one_line(r: &LoadResult) -> String {
             us(e.p99_us),
             e.server_busy * 100.0,
             e.loadgen_busy * 100.0
-        ),
+        ) + &if e.deflate {
+                format!(
+                "; deflate: {} B sent, echo {} B on the wire (1 : {:.2}), {:.0}% of echoes compressed",
+                int(e.wire_up_per_msg),
+                int(e.wire_down_per_msg),
+                e.msg_bytes as f64 / e.wire_down_per_msg.max(1.0),
+                e.compressed_share * 100.0
+            )
+            } else {
+                String::new()
+            }
+        }
         LoadResult::Handshake(h) => format!(
             "{} handshakes/s, {} µs CPU each, server {:.0}% / loadgen {:.0}% busy{}",
             int(h.per_s),
@@ -36,13 +51,23 @@ pub fn one_line(r: &LoadResult) -> String {
                 String::new()
             }
         ),
-        LoadResult::Idle(i) => format!(
+        LoadResult::Idle(i) => {
+            format!(
             "RSS {} MiB before; {} KiB/conn idle, {} KiB/conn after one message; opened in {:.1} s",
             mib(i.rss_before),
             kib(i.bytes_per_conn_open),
             kib(i.bytes_per_conn_woken),
             i.open_secs
-        ),
+        ) + &if i.deflate {
+                format!(
+                    "; deflate: {} of {} echoes compressed",
+                    int(i.compressed_echoes as f64),
+                    int(i.conns as f64)
+                )
+            } else {
+                String::new()
+            }
+        }
         LoadResult::Error { message } => format!("FAIL: {message}"),
     }
 }
@@ -182,6 +207,28 @@ fn rss_before_mib(r: &LoadResult) -> Option<f64> {
 fn open_secs(r: &LoadResult) -> Option<f64> {
     as_idle(r).map(|i| i.open_secs)
 }
+/// Bytes on the wire per message, frame headers included: loadgen's frame, and the echo.
+fn wire_up(r: &LoadResult) -> Option<f64> {
+    as_echo(r).map(|e| e.wire_up_per_msg)
+}
+fn wire_down(r: &LoadResult) -> Option<f64> {
+    as_echo(r).map(|e| e.wire_down_per_msg)
+}
+/// Compression ratio of the echoes: message bytes ÷ the echo's bytes on the wire.
+fn ratio_down(r: &LoadResult) -> Option<f64> {
+    as_echo(r).map(|e| e.msg_bytes as f64 / e.wire_down_per_msg.max(1.0))
+}
+/// The same for loadgen's own messages (compressed at zlib's default level, ahead of time).
+fn ratio_up(r: &LoadResult) -> Option<f64> {
+    as_echo(r).map(|e| e.msg_bytes as f64 / e.wire_up_per_msg.max(1.0))
+}
+/// Percent of the echoes that came compressed.
+fn compressed_pct(r: &LoadResult) -> Option<f64> {
+    as_echo(r)
+        .map(|e| e.compressed_share)
+        .or_else(|| as_idle(r).map(|i| i.compressed_echoes as f64 / i.conns.max(1) as f64))
+        .map(|s| s * 100.0)
+}
 
 /// The CPU figure charted for a scenario: per message, or per handshake.
 fn cpu_metric(kind: &Kind) -> Option<Metric> {
@@ -203,6 +250,8 @@ struct Row {
     metric: Metric,
     lower_is_better: bool,
     unit: &'static str,
+    /// What the peers' cells say instead of a figure (the deflate scenarios: lariat only).
+    peer_note: Option<&'static str>,
 }
 
 fn summary_rows(scenarios: &[Scenario]) -> Vec<Row> {
@@ -214,8 +263,51 @@ fn summary_rows(scenarios: &[Scenario]) -> Vec<Row> {
         metric,
         lower_is_better,
         unit,
+        peer_note: None,
     };
     for s in scenarios {
+        if s.deflate {
+            // lariat with permessage-deflate; the peers' servers do not offer it. The
+            // figures without deflate are in the permessage-deflate section.
+            let lariat_only = |label, metric, lower_is_better, unit| Row {
+                peer_note: Some(NO_DEFLATE),
+                ..row(
+                    label,
+                    s.key,
+                    "lariat-deflate",
+                    metric,
+                    lower_is_better,
+                    unit,
+                )
+            };
+            match &s.kind {
+                Kind::Echo { .. } => {
+                    rows.push(lariat_only(
+                        format!("{}: server CPU/msg", s.title),
+                        cpu_per_msg as Metric,
+                        true,
+                        "µs",
+                    ));
+                    rows.push(lariat_only(
+                        format!("{}: msg/s", s.title),
+                        msg_per_s,
+                        false,
+                        "msg/s",
+                    ));
+                }
+                Kind::Idle { conns, .. } => rows.push(lariat_only(
+                    format!(
+                        "idle memory/conn with deflate negotiated, {} conns, after one message",
+                        int(*conns as f64)
+                    ),
+                    idle_woken_kib,
+                    true,
+                    "KiB",
+                )),
+                Kind::Handshake { .. } => {}
+            }
+            continue;
+        }
         match &s.kind {
             Kind::Echo { conns: 1, .. } => {
                 rows.push(row(
@@ -279,7 +371,7 @@ fn summary_rows(scenarios: &[Scenario]) -> Vec<Row> {
                     "/s",
                 ));
             }
-            Kind::Idle { conns } => {
+            Kind::Idle { conns, .. } => {
                 let n = int(*conns as f64);
                 // After one message each: the figure the comparison is about (the idle
                 // table below also has the one before any message).
@@ -304,12 +396,11 @@ fn summary_rows(scenarios: &[Scenario]) -> Vec<Row> {
 pub fn markdown(
     meta: &Meta,
     scenarios: &[Scenario],
-    echo_targets: &[Target],
-    idle_targets: &[Target],
+    targets: &Targets,
     runs: &[Run],
     chart_file: &str,
 ) -> String {
-    let peers: Vec<&Target> = echo_targets.iter().filter(|t| !t.is_lariat).collect();
+    let peers: Vec<&Target> = targets.echo.iter().filter(|t| !t.is_lariat).collect();
     let mut md = String::new();
     let w = &mut md;
     let _ = writeln!(w, "# lariat benchmarks\n");
@@ -350,6 +441,10 @@ pub fn markdown(
             if r.lower_is_better { "lower" } else { "higher" }.to_string(),
         ];
         for p in &peers {
+            if let Some(note) = r.peer_note {
+                cells.push(note.into());
+                continue;
+            }
             let theirs = cell(runs, r.scenario, p.key, r.metric);
             cells.push(match (&mine, &theirs) {
                 (Cell::Value(a), Cell::Value(b)) if *b > 0.0 => format!("{:.2}", a / b),
@@ -373,10 +468,15 @@ pub fn markdown(
             r.unit,
         ));
         for p in &peers {
-            cells.push(fmt_cell(&cell(runs, r.scenario, p.key, r.metric), r.unit));
+            cells.push(match r.peer_note {
+                Some(note) => note.into(),
+                None => fmt_cell(&cell(runs, r.scenario, p.key, r.metric), r.unit),
+            });
         }
         table_row(w, &cells);
     }
+
+    deflate_section(w, scenarios, runs);
 
     let _ = writeln!(w, "\n## Server CPU per message\n");
     let _ = writeln!(
@@ -396,42 +496,45 @@ pub fn markdown(
     );
     for s in scenarios {
         let _ = writeln!(w, "### {}\n", s.title);
-        let (cols, targets): (Vec<(&str, Metric, &str)>, &[Target]) = match s.kind {
-            Kind::Echo { .. } => (
-                vec![
-                    ("msg/s", msg_per_s, "msg/s"),
-                    ("MB/s", mb_per_s, "MB/s"),
-                    ("server CPU/msg µs", cpu_per_msg, "µs"),
-                    ("(min–max)", cpu_per_msg, "range µs"),
-                    ("server busy %", server_busy, "%"),
-                    ("loadgen busy %", loadgen_busy, "%"),
-                    ("p50 µs", p50, "µs"),
-                    ("p99 µs", p99, "µs"),
-                    ("p99.9 µs", p999, "µs"),
-                ],
-                echo_targets,
-            ),
-            Kind::Handshake { .. } => (
-                vec![
-                    ("handshakes/s", hs_per_s, "/s"),
-                    ("server CPU/handshake µs", cpu_per_hs, "µs"),
-                    ("(min–max)", cpu_per_hs, "range µs"),
-                    ("server busy %", server_busy, "%"),
-                    ("loadgen busy %", loadgen_busy, "%"),
-                    ("closed without close frame %", no_close_frame_pct, "%"),
-                ],
-                echo_targets,
-            ),
-            Kind::Idle { .. } => (
-                vec![
-                    ("RSS at start MiB", rss_before_mib, "MiB"),
-                    ("KiB/conn idle", idle_open_kib, "KiB"),
-                    ("KiB/conn after one message", idle_woken_kib, "KiB"),
-                    ("open time s", open_secs, "s"),
-                ],
-                idle_targets,
-            ),
+        let mut cols: Vec<(&str, Metric, &str)> = match s.kind {
+            Kind::Echo { .. } => vec![
+                ("msg/s", msg_per_s, "msg/s"),
+                ("MB/s", mb_per_s, "MB/s"),
+                ("server CPU/msg µs", cpu_per_msg, "µs"),
+                ("(min–max)", cpu_per_msg, "range µs"),
+                ("server busy %", server_busy, "%"),
+                ("loadgen busy %", loadgen_busy, "%"),
+                ("p50 µs", p50, "µs"),
+                ("p99 µs", p99, "µs"),
+                ("p99.9 µs", p999, "µs"),
+            ],
+            Kind::Handshake { .. } => vec![
+                ("handshakes/s", hs_per_s, "/s"),
+                ("server CPU/handshake µs", cpu_per_hs, "µs"),
+                ("(min–max)", cpu_per_hs, "range µs"),
+                ("server busy %", server_busy, "%"),
+                ("loadgen busy %", loadgen_busy, "%"),
+                ("closed without close frame %", no_close_frame_pct, "%"),
+            ],
+            Kind::Idle { .. } => vec![
+                ("RSS at start MiB", rss_before_mib, "MiB"),
+                ("KiB/conn idle", idle_open_kib, "KiB"),
+                ("KiB/conn after one message", idle_woken_kib, "KiB"),
+                ("open time s", open_secs, "s"),
+            ],
         };
+        if s.deflate {
+            match s.kind {
+                Kind::Echo { .. } => cols.extend([
+                    ("wire B/msg sent", wire_up as Metric, "B"),
+                    ("wire B/echo", wire_down, "B"),
+                    ("echo ratio", ratio_down, "ratio"),
+                    ("echoes compressed %", compressed_pct, "%"),
+                ]),
+                _ => cols.push(("echoes compressed %", compressed_pct, "%")),
+            }
+        }
+        let targets = targets.of(s);
         let col_names: Vec<&str> = cols.iter().map(|(name, _, _)| *name).collect();
         table_head(w, &["server"], &col_names);
         for t in targets {
@@ -529,6 +632,14 @@ pub fn markdown(
          /proc/PID/status before and after (sampled until steady); then one 32-byte message on \
          each, every echo read, VmRSS again. Per connection = growth ÷ N. lariat is measured on \
          `/seed/hibernate` (hibernates after every callback) and on `/echo`.\n\
+         - **permessage-deflate** (lariat only: the peers' servers do not offer it). loadgen \
+         `--deflate` offers `permessage-deflate` and requires lariat to accept it with \
+         `server_no_context_takeover`; its messages are compressed once ahead of time (raw \
+         deflate, sync flush, the trailing `00 00 ff ff` removed, RSV1 set), and each \
+         compressed echo is inflated on its own and compared byte for byte (an echo without \
+         RSV1 is compared as it is). The payload is JSON-like text, the same for the runs \
+         without deflate beside them. The idle scenario sends one 1 KiB message per \
+         connection, compressed both ways.\n\
          - Raw per-run results: `results.json` beside this file; server logs in \
          `bench/target/release/bench-logs/`."
     );
@@ -541,6 +652,81 @@ pub fn markdown(
         );
     }
     md
+}
+
+/// lariat's `/echo` without and with permessage-deflate, figure by figure, for the
+/// scenarios that compare them (nothing when none ran).
+fn deflate_section(w: &mut String, scenarios: &[Scenario], runs: &[Run]) {
+    let list: Vec<&Scenario> = scenarios.iter().filter(|s| s.deflate).collect();
+    if list.is_empty() {
+        return;
+    }
+    let _ = writeln!(w, "\n## permessage-deflate: lariat without and with it\n");
+    let _ = writeln!(
+        w,
+        "The peers' servers offer no permessage-deflate (RFC 7692), so these scenarios run \
+         lariat's `/echo` alone, in turn without (*plain*) and with the extension, on the same \
+         JSON-like text. With it, loadgen offers plain `permessage-deflate` and fails the run \
+         unless lariat accepts it; lariat answers `server_no_context_takeover; \
+         client_no_context_takeover`, compresses messages of 64 bytes or more at zlib level 1 \
+         and keeps no compression state per idle connection. loadgen's own messages are \
+         compressed once, ahead of time (zlib's default level, 6), so lariat inflates every \
+         message and deflates every echo; every compressed echo is inflated and compared with \
+         what was sent. The idle scenario's one message per connection is 1 KiB of the same \
+         text. *Wire bytes*: per message on the wire, frame headers included. *Ratio*: \
+         message bytes ÷ wire bytes.\n"
+    );
+    table_head(
+        w,
+        &["", "unit"],
+        &["lariat, plain", "lariat, deflate", "deflate ÷ plain"],
+    );
+    for s in list {
+        let figures: Vec<(&str, Metric, &str)> = match s.kind {
+            Kind::Echo { .. } => vec![
+                ("server CPU/msg", cpu_per_msg, "µs"),
+                ("msg/s", msg_per_s, "msg/s"),
+                ("wire bytes per message sent", wire_up, "B"),
+                ("wire bytes per echo", wire_down, "B"),
+                (
+                    "compression ratio of the echoes (lariat, level 1)",
+                    ratio_down,
+                    "ratio",
+                ),
+                (
+                    "compression ratio of the messages sent (loadgen, level 6)",
+                    ratio_up,
+                    "ratio",
+                ),
+                ("echoes compressed", compressed_pct, "%"),
+                ("loadgen busy", loadgen_busy, "%"),
+            ],
+            Kind::Idle { .. } => vec![
+                ("memory/conn idle", idle_open_kib, "KiB"),
+                ("memory/conn after one message", idle_woken_kib, "KiB"),
+                ("echoes compressed", compressed_pct, "%"),
+            ],
+            Kind::Handshake { .. } => vec![],
+        };
+        for (name, metric, unit) in figures {
+            let plain = cell(runs, s.key, "lariat", metric);
+            let deflate = cell(runs, s.key, "lariat-deflate", metric);
+            let ratio = match (&plain, &deflate) {
+                (Cell::Value(a), Cell::Value(b)) if *a > 0.0 => format!("{:.2}", b / a),
+                _ => "–".into(),
+            };
+            table_row(
+                w,
+                &[
+                    format!("{}: {name}", s.title),
+                    unit.to_string(),
+                    fmt_cell(&plain, unit),
+                    fmt_cell(&deflate, unit),
+                    ratio,
+                ],
+            );
+        }
+    }
 }
 
 /// A Markdown table head: `left` columns left-aligned, `numeric` ones right-aligned.
@@ -562,7 +748,8 @@ fn table_row(w: &mut String, cells: &[String]) {
 fn fmt_cell(c: &Cell, unit: &str) -> String {
     match c {
         Cell::Value(v) => match unit {
-            "msg/s" | "/s" => int(*v),
+            "msg/s" | "/s" | "B" => int(*v),
+            "ratio" => format!("{v:.2}"),
             "µs" => us(*v),
             "KiB" => kib(*v * 1024.0),
             "%" => format!("{v:.0}"),
@@ -609,11 +796,13 @@ fn mib(bytes: u64) -> String {
 // ---------------------------------------------------------------------------------------
 // The chart
 
-/// Bar colour per server; lariat's two routes in red tones, peers in blue/green/grey.
+/// Bar colour per server; lariat's two routes in red tones (orange with permessage-deflate),
+/// peers in blue/green/grey.
 fn color(key: &str) -> RGBColor {
     match key {
         "lariat" => RGBColor(214, 39, 40),
         "lariat-hibernate" => RGBColor(140, 20, 25),
+        "lariat-deflate" => RGBColor(255, 127, 14),
         "tokio-tungstenite" => RGBColor(31, 119, 180),
         "fastwebsockets" => RGBColor(44, 160, 44),
         "axum" => RGBColor(148, 103, 189),
@@ -633,6 +822,7 @@ fn short(key: &str) -> &str {
         "tokio-tungstenite" => "tungstenite",
         "fastwebsockets" => "fastws",
         "lariat-hibernate" => "lariat hib.",
+        "lariat-deflate" => "lariat deflate",
         k => k,
     }
 }
@@ -643,8 +833,7 @@ fn short(key: &str) -> &str {
 pub fn chart(
     path: &Path,
     scenarios: &[Scenario],
-    echo_targets: &[Target],
-    idle_targets: &[Target],
+    targets: &Targets,
     runs: &[Run],
 ) -> Result<(), String> {
     // (scenario key, title, targets, metric, y axis label)
@@ -656,12 +845,20 @@ pub fn chart(
             } else {
                 "µs CPU per message"
             };
-            panels.push((s.key, s.title.clone(), echo_targets, m, unit));
+            panels.push((s.key, s.title.clone(), targets.of(s), m, unit));
         } else {
+            let title = match s.kind {
+                // The long title would overflow its panel.
+                Kind::Idle { conns, .. } if s.deflate => format!(
+                    "idle memory, deflate: {} conns, after one message",
+                    int(conns as f64)
+                ),
+                _ => format!("{}, after one message", s.title),
+            };
             panels.push((
                 s.key,
-                format!("{}, after one message", s.title),
-                idle_targets,
+                title,
+                targets.of(s),
                 idle_woken_kib,
                 "KiB per connection",
             ));
@@ -674,7 +871,7 @@ pub fn chart(
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let root = root
         .titled(
-            "Server CPU time per message (per handshake; last: idle memory per connection), lower is better",
+            "Server CPU time per message (per handshake; idle panels: memory per connection), lower is better",
             ("sans-serif", 20),
         )
         .map_err(|e| err(&e))?;
