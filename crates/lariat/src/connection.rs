@@ -250,6 +250,17 @@ impl<H: Handler> Driver<H> {
                 continue;
             }
             if let Some(msg) = pending_info.take() {
+                if !self.accepts_callbacks() {
+                    // Taken from the mailbox just as the connection began to
+                    // close: say so, like the messages still queued.
+                    drop(msg);
+                    info!(
+                        conn = self.ctx.id(),
+                        dropped = 1,
+                        "connection closing: message not delivered"
+                    );
+                    continue;
+                }
                 self.info(msg).await;
                 for _ in 1..MAILBOX_BATCH {
                     if !self.accepts_callbacks() {
