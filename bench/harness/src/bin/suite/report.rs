@@ -668,7 +668,7 @@ fn deflate_section(w: &mut String, scenarios: &[Scenario], runs: &[Run]) {
          lariat's `/echo` alone, in turn without (*plain*) and with the extension, on the same \
          JSON-like text. With it, loadgen offers plain `permessage-deflate` and fails the run \
          unless lariat accepts it; lariat answers `server_no_context_takeover; \
-         client_no_context_takeover`, compresses messages of 64 bytes or more at zlib level 1 \
+         client_no_context_takeover`, compresses messages of 128 bytes or more that shrink at zlib level 1 \
          and keeps no compression state per idle connection. loadgen's own messages are \
          compressed once, ahead of time (zlib's default level, 6), so lariat inflates every \
          message and deflates every echo; every compressed echo is inflated and compared with \
