@@ -608,9 +608,10 @@ impl<H: Handler> Driver<H> {
     }
 }
 
-/// Run a callback, turning a panic into an error (a crash in one connection
+/// Run a handler callback or a route init, turning a panic into an error (a
+/// crash in one connection
 /// leaves the others running).
-async fn catch<F: Future<Output = Reply>>(f: F) -> Result<Reply, String> {
+pub(crate) async fn catch<F: Future>(f: F) -> Result<F::Output, String> {
     let mut f = std::pin::pin!(f);
     poll_fn(
         move |cx| match std::panic::catch_unwind(AssertUnwindSafe(|| f.as_mut().poll(cx))) {
@@ -622,7 +623,7 @@ async fn catch<F: Future<Output = Reply>>(f: F) -> Result<Reply, String> {
     .await
 }
 
-pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {
+fn panic_message(p: &(dyn Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {

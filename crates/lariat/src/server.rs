@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
-use crate::connection::{panic_message, unwrap_upgraded};
+use crate::connection::{catch, unwrap_upgraded};
 use crate::handle::Shutdown;
 use crate::request::{response, Request, Response};
 use crate::router::{Outcome, Router};
@@ -361,7 +361,7 @@ impl Shared {
             params,
             peer,
         };
-        let outcome = match catch_init(endpoint.call(request)).await {
+        let outcome = match catch(endpoint.call(request)).await {
             Ok(o) => o,
             Err(panic) => {
                 error!(%peer, panic = %panic, "route init panicked; answered 500");
@@ -441,16 +441,4 @@ fn refusal(e: HandshakeError) -> Response {
 
 fn finish(r: Response) -> http::Response<Full<Bytes>> {
     r.map(Full::new)
-}
-
-async fn catch_init<F: std::future::Future>(f: F) -> Result<F::Output, String> {
-    let mut f = std::pin::pin!(f);
-    std::future::poll_fn(move |cx| {
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f.as_mut().poll(cx))) {
-            Ok(std::task::Poll::Ready(r)) => std::task::Poll::Ready(Ok(r)),
-            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
-            Err(p) => std::task::Poll::Ready(Err(panic_message(&*p))),
-        }
-    })
-    .await
 }
