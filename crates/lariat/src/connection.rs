@@ -609,8 +609,7 @@ impl<H: Handler> Driver<H> {
 }
 
 /// Run a handler callback or a route init, turning a panic into an error (a
-/// crash in one connection
-/// leaves the others running).
+/// crash in one connection leaves the others running).
 pub(crate) async fn catch<F: Future>(f: F) -> Result<F::Output, String> {
     let mut f = std::pin::pin!(f);
     poll_fn(
