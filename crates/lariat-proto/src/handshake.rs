@@ -60,7 +60,6 @@ impl HandshakeError {
     pub fn status(self) -> StatusCode {
         match self {
             HandshakeError::UnsupportedVersion => StatusCode::UPGRADE_REQUIRED,
-            HandshakeError::MethodNotGet => StatusCode::BAD_REQUEST,
             _ => StatusCode::BAD_REQUEST,
         }
     }

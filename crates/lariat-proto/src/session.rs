@@ -503,7 +503,13 @@ impl Session {
                 if self.state == State::Open {
                     // S8.1: answer every ping, ahead of queued data.
                     let mask = self.mask_key();
-                    encode_frame(&mut self.urgent_out, OpCode::Pong, &self.control, mask);
+                    encode_frame(
+                        &mut self.urgent_out,
+                        OpCode::Pong,
+                        false,
+                        &self.control,
+                        mask,
+                    );
                     let payload = Bytes::copy_from_slice(&self.control);
                     self.events
                         .push_back(Event::Message(Message::Ping(payload)));
@@ -532,7 +538,7 @@ impl Session {
                             None => Vec::new(),
                         };
                         let mask = self.mask_key();
-                        encode_frame(&mut self.data_out, OpCode::Close, &payload, mask);
+                        encode_frame(&mut self.data_out, OpCode::Close, false, &payload, mask);
                         self.finish(Closed {
                             code,
                             reason,
@@ -556,7 +562,7 @@ impl Session {
             let mut payload = code.0.to_be_bytes().to_vec();
             payload.extend_from_slice(e.reason().as_bytes());
             let mask = self.mask_key();
-            encode_frame(&mut self.data_out, OpCode::Close, &payload, mask);
+            encode_frame(&mut self.data_out, OpCode::Close, false, &payload, mask);
         }
         self.finish(Closed {
             code,
@@ -623,24 +629,12 @@ impl Session {
                     && (takeover || self.scratch.len() < payload.len())
                 {
                     // RFC 7692 §6: RSV1 on the (only) frame of a compressed message.
-                    encode_header(
-                        &mut self.data_out,
-                        true,
-                        true,
-                        op,
-                        mask,
-                        self.scratch.len() as u64,
-                    );
-                    let start = self.data_out.len();
-                    self.data_out.extend_from_slice(&self.scratch);
-                    if let Some(key) = mask {
-                        apply_mask(&mut self.data_out[start..], key, 0);
-                    }
+                    encode_frame(&mut self.data_out, op, true, &self.scratch, mask);
                     return Ok(());
                 }
             }
         }
-        encode_frame(&mut self.data_out, op, payload, mask);
+        encode_frame(&mut self.data_out, op, false, payload, mask);
         Ok(())
     }
 
@@ -675,7 +669,7 @@ impl Session {
             payload.extend_from_slice(truncate_reason(reason).as_bytes());
         }
         let mask = self.mask_key();
-        encode_frame(&mut self.data_out, OpCode::Close, &payload, mask);
+        encode_frame(&mut self.data_out, OpCode::Close, false, &payload, mask);
         self.sent_close = Some((
             code.unwrap_or(CloseCode::NO_STATUS),
             truncate_reason(reason).to_owned(),
@@ -795,9 +789,9 @@ impl Session {
     }
 }
 
-/// Append one unfragmented frame to `out`.
-fn encode_frame(out: &mut Vec<u8>, op: OpCode, payload: &[u8], mask: Option<[u8; 4]>) {
-    encode_header(out, true, false, op, mask, payload.len() as u64);
+/// Append one unfragmented frame to `out` (RSV1 set for a compressed message).
+fn encode_frame(out: &mut Vec<u8>, op: OpCode, rsv1: bool, payload: &[u8], mask: Option<[u8; 4]>) {
+    encode_header(out, true, rsv1, op, mask, payload.len() as u64);
     let start = out.len();
     out.extend_from_slice(payload);
     if let Some(key) = mask {

@@ -444,13 +444,7 @@ impl<H: Handler> Driver<H> {
         let reply = match reply {
             Ok(r) => r,
             Err(panic) => {
-                // A crashed handler: close with 1011, call nothing but terminate.
-                let _ = self.session.close(
-                    Some(CloseCode::INTERNAL_ERROR),
-                    "internal error",
-                    Instant::now().into_std(),
-                );
-                self.ending = Some(TerminateReason::Crash(panic));
+                self.crash(panic);
                 return;
             }
         };
@@ -537,14 +531,20 @@ impl<H: Handler> Driver<H> {
             Err(UsageError::SendAfterClose) => {}
             Err(e) => {
                 warn!(conn = self.ctx.id(), error = %e, "handler sent an invalid frame; closing with 1011");
-                let _ = self.session.close(
-                    Some(CloseCode::INTERNAL_ERROR),
-                    "internal error",
-                    Instant::now().into_std(),
-                );
-                self.ending = Some(TerminateReason::Crash(e.to_string()));
+                self.crash(e.to_string());
             }
         }
+    }
+
+    /// The handler crashed (or misused the API): close with 1011 and call
+    /// nothing but terminate from now on.
+    fn crash(&mut self, why: String) {
+        let _ = self.session.close(
+            Some(CloseCode::INTERNAL_ERROR),
+            "internal error",
+            Instant::now().into_std(),
+        );
+        self.ending = Some(TerminateReason::Crash(why));
     }
 
     /// S10: give back every buffer that can be rebuilt.
