@@ -305,6 +305,12 @@ impl Codec {
         self.tx_takeover
     }
 
+    /// The compressor's level and window: messages compressed without
+    /// context takeover under the same key are byte-for-byte equal.
+    pub(crate) fn tx_key(&self) -> (u32, u8) {
+        (self.level, self.tx_bits)
+    }
+
     /// Should a message of `len` bytes go out compressed?
     pub(crate) fn compresses(&self, len: usize) -> bool {
         // zlib's smallest raw-deflate window is 512 bytes (see DeflateConfig).

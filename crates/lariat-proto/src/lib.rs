@@ -36,6 +36,7 @@ pub mod frame;
 pub mod handshake;
 pub mod mask;
 pub mod message;
+pub mod prepared;
 pub mod session;
 pub mod utf8;
 
@@ -43,4 +44,5 @@ pub use close::CloseCode;
 pub use error::{ProtocolError, UsageError};
 pub use frame::{OpCode, Role};
 pub use message::{CloseFrame, Frame, Message, Text};
+pub use prepared::PreparedFrame;
 pub use session::{CloseCause, Closed, Config, Event, Session};

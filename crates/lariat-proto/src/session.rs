@@ -42,6 +42,7 @@ use crate::error::{ProtocolError, UsageError};
 use crate::frame::{decode_header, encode_header, FrameHeader, OpCode, Role, MAX_HEADER_LEN};
 use crate::mask::apply_mask;
 use crate::message::{Frame, Message, Text};
+use crate::prepared::PreparedFrame;
 use crate::utf8::Utf8Validator;
 
 /// Limits and timers of a session. Every field can be changed while the
@@ -617,6 +618,42 @@ impl Session {
         if op.is_control() && payload.len() > 125 {
             return Err(UsageError::ControlFrameTooLong);
         }
+        self.send_data(op, payload);
+        Ok(())
+    }
+
+    /// Queue a frame prepared for many sessions (pub/sub): a server without
+    /// context takeover copies the shared encoding, compressed or not;
+    /// otherwise the frame is encoded here as by [`send`](Self::send).
+    pub fn send_prepared(&mut self, frame: &PreparedFrame) -> Result<(), UsageError> {
+        if self.state != State::Open {
+            return Err(UsageError::SendAfterClose);
+        }
+        let payload = frame.payload();
+        if self.role == Role::Server {
+            match self.deflate.as_mut() {
+                Some(codec) if self.compress && codec.compresses(payload.len()) => {
+                    if !codec.tx_takeover() {
+                        match frame.compressed(codec) {
+                            Some(bytes) => self.data_out.extend_from_slice(&bytes),
+                            None => self.data_out.extend_from_slice(frame.plain()),
+                        }
+                        return Ok(());
+                    }
+                }
+                _ => {
+                    self.data_out.extend_from_slice(frame.plain());
+                    return Ok(());
+                }
+            }
+        }
+        self.send_data(frame.opcode(), payload);
+        Ok(())
+    }
+
+    /// Encode a text, binary, ping or pong frame onto the output, compressed
+    /// when the message qualifies.
+    fn send_data(&mut self, op: OpCode, payload: &[u8]) {
         let mask = self.mask_key();
         if let Some(codec) = self.deflate.as_mut() {
             if self.compress && !op.is_control() && codec.compresses(payload.len()) {
@@ -630,12 +667,11 @@ impl Session {
                 {
                     // RFC 7692 §6: RSV1 on the (only) frame of a compressed message.
                     encode_frame(&mut self.data_out, op, true, &self.scratch, mask);
-                    return Ok(());
+                    return;
                 }
             }
         }
         encode_frame(&mut self.data_out, op, false, payload, mask);
-        Ok(())
     }
 
     /// Start the closing handshake (S11.2, S11.4): queue a close frame with

@@ -24,8 +24,9 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
 
-use crate::handle::{Control, Handle, Received};
+use crate::handle::{Control, Handle, Item, Received};
 use crate::handler::{Command, Context, Handler, Reply, TerminateReason};
+use crate::pubsub::{Publication, SlowSubscriber};
 use crate::server::ServerLink;
 use crate::upgrade::{Flow, SendQueueFull, Upgrade};
 
@@ -113,6 +114,8 @@ struct Driver<H: Handler> {
     flow: Flow,
     /// The queue went over the backpressure limit; `drain` runs when it empties.
     backpressured: bool,
+    /// Publications skipped (slow subscriber), not yet reported to `missed`.
+    missed_pending: u64,
     session: Session,
     handler: H,
     ctx: Context<H::Info>,
@@ -159,6 +162,7 @@ pub(crate) async fn run<H: Handler>(
         io,
         flow: upgrade.flow,
         backpressured: false,
+        missed_pending: 0,
         session,
         handler: upgrade.handler,
         ctx,
@@ -172,6 +176,8 @@ pub(crate) async fn run<H: Handler>(
     };
     debug!(conn = id, %peer, "websocket open");
     let reason = d.drive().await;
+    // No more publications: leave every topic, then refuse messages.
+    d.ctx.subscriptions.leave_all();
     d.close_mailbox();
     server.deregister(id);
     let reason = match (reason, d.shutdown_reason.take()) {
@@ -203,7 +209,7 @@ impl<H: Handler> Driver<H> {
         // S3: the after-upgrade init, before any frame is handled.
         let reply = catch(self.handler.init(&mut self.ctx)).await;
         self.apply(reply);
-        let mut pending_info: Option<H::Info> = None;
+        let mut pending_info: Option<Item<H::Info>> = None;
         let mut pending_control: Option<Control> = None;
         let mut timer_fired = false;
         let sleep = sleep_until(Instant::now() + Duration::from_secs(86400));
@@ -240,6 +246,19 @@ impl<H: Handler> Driver<H> {
                 self.control(control);
                 continue;
             }
+            if self.missed_pending > 0 && self.queued() <= self.flow.backpressure_limit {
+                let count = std::mem::take(&mut self.missed_pending);
+                debug!(
+                    conn = self.ctx.id(),
+                    count, "slow subscriber: publications skipped"
+                );
+                if self.accepts_callbacks() {
+                    self.ctx.buffered = self.queued();
+                    let reply = catch(self.handler.missed(count, &mut self.ctx)).await;
+                    self.apply(reply);
+                }
+                continue;
+            }
             if self.backpressured && self.queued() <= self.flow.backpressure_limit {
                 self.backpressured = false;
                 if self.accepts_callbacks() {
@@ -261,13 +280,13 @@ impl<H: Handler> Driver<H> {
                     );
                     continue;
                 }
-                self.info(msg).await;
+                self.item(msg).await;
                 for _ in 1..MAILBOX_BATCH {
                     if !self.accepts_callbacks() {
                         break;
                     }
                     match self.ctx.handle.try_recv() {
-                        Some(msg) => self.info(msg).await,
+                        Some(msg) => self.item(msg).await,
                         None => break,
                     }
                 }
@@ -328,7 +347,15 @@ impl<H: Handler> Driver<H> {
                 if listen_mailbox && pending_info.is_none() && pending_control.is_none() {
                     match self.ctx.handle.poll_recv(cx) {
                         Poll::Ready(Received::Message(m)) => {
-                            pending_info = Some(m);
+                            pending_info = Some(Item::Info(m));
+                            ready = true;
+                        }
+                        Poll::Ready(Received::Publish(p)) => {
+                            pending_info = Some(Item::Publish(p));
+                            ready = true;
+                        }
+                        Poll::Ready(Received::Missed(n)) => {
+                            self.note_missed(n);
                             ready = true;
                         }
                         Poll::Ready(Received::Control(c)) => {
@@ -395,6 +422,45 @@ impl<H: Handler> Driver<H> {
         self.ending.is_none() && !self.session.is_closing()
     }
 
+    /// A mailbox item: a message for `info`, or a publication to write out.
+    async fn item(&mut self, item: Item<H::Info>) {
+        match item {
+            Item::Info(msg) => self.info(msg).await,
+            Item::Publish(p) => self.publication(&p),
+        }
+    }
+
+    /// Write a publication out, unless the client is not keeping up: then
+    /// its topic's slow-subscriber policy applies.
+    fn publication(&mut self, p: &Publication) {
+        let queued = self.queued();
+        if queued > self.flow.send_queue_limit {
+            match p.slow_policy() {
+                SlowSubscriber::Drop => self.note_missed(1),
+                SlowSubscriber::Disconnect => self.slow_consumer(queued),
+            }
+            return;
+        }
+        // Err only once closing, when nothing more is sent (S11.3).
+        let _ = self.session.send_prepared(p.prepared());
+        self.note_queued();
+    }
+
+    fn note_missed(&mut self, n: u64) {
+        self.ctx.missed += n;
+        self.missed_pending += n;
+    }
+
+    /// Record the queue's size after sending: past the backpressure limit,
+    /// `drain` will run once it empties.
+    fn note_queued(&mut self) {
+        let queued = self.queued();
+        self.ctx.buffered = queued;
+        if queued > self.flow.backpressure_limit {
+            self.backpressured = true;
+        }
+    }
+
     async fn info(&mut self, msg: H::Info) {
         self.ctx.buffered = self.queued();
         let reply = catch(self.handler.info(msg, &mut self.ctx)).await;
@@ -422,6 +488,11 @@ impl<H: Handler> Driver<H> {
                 "server shutting down".to_string(),
                 TerminateReason::Shutdown,
             ),
+            Control::SlowSubscriber => {
+                let queued = self.queued();
+                self.slow_consumer(queued);
+                return;
+            }
         };
         let sent = match self.session.close(Some(code), &reason, now) {
             Err(UsageError::InvalidCloseCode(c)) => {
@@ -470,11 +541,7 @@ impl<H: Handler> Driver<H> {
                 Command::Deflate(on) => self.session.set_compression(on),
             }
         }
-        let queued = self.queued();
-        self.ctx.buffered = queued;
-        if queued > self.flow.backpressure_limit {
-            self.backpressured = true;
-        }
+        self.note_queued();
         if hibernate {
             self.hibernate();
         }
@@ -495,21 +562,7 @@ impl<H: Handler> Driver<H> {
                         return;
                     }
                     SendQueueFull::Close => {
-                        // The client is not reading: what it has not been
-                        // sent yet goes, so the close frame is next in line.
-                        let dropped = self.session.discard_unsent();
-                        info!(
-                            conn = self.ctx.id(),
-                            queued,
-                            dropped,
-                            "send queue full (client not reading); dropped what was unsent; closing with 1008"
-                        );
-                        let _ = self.session.close(
-                            Some(CloseCode::POLICY_VIOLATION),
-                            "send queue full",
-                            Instant::now().into_std(),
-                        );
-                        self.ending = Some(TerminateReason::SlowConsumer);
+                        self.slow_consumer(queued);
                         return;
                     }
                 }
@@ -533,6 +586,29 @@ impl<H: Handler> Driver<H> {
                 warn!(conn = self.ctx.id(), error = %e, "handler sent an invalid frame; closing with 1011");
                 self.crash(e.to_string());
             }
+        }
+    }
+
+    /// The client is not reading: what it has not been sent yet goes, so the
+    /// close frame (1008) is next in line.
+    fn slow_consumer(&mut self, queued: usize) {
+        let dropped = self.session.discard_unsent();
+        info!(
+            conn = self.ctx.id(),
+            queued,
+            dropped,
+            "send queue full (client not reading); dropped what was unsent; closing with 1008"
+        );
+        if self
+            .session
+            .close(
+                Some(CloseCode::POLICY_VIOLATION),
+                "send queue full",
+                Instant::now().into_std(),
+            )
+            .is_ok()
+        {
+            self.ending = Some(TerminateReason::SlowConsumer);
         }
     }
 

@@ -14,6 +14,8 @@ use std::task::{Context, Poll, Waker};
 
 use lariat_proto::CloseCode;
 
+use crate::pubsub::{Publication, SlowSubscriber};
+
 /// Why a message could not be delivered. The message comes back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendError<M> {
@@ -64,10 +66,22 @@ pub(crate) enum Control {
     Overflow,
     /// The server is shutting down: close with 1001.
     Shutdown,
+    /// A publication found the bounded mailbox full under
+    /// [`SlowSubscriber::Disconnect`]: close with 1008.
+    SlowSubscriber,
+}
+
+/// A queued message: for `info`, or a publication to write out.
+pub(crate) enum Item<M> {
+    Info(M),
+    Publish(Arc<Publication>),
 }
 
 struct State<M> {
-    queue: VecDeque<M>,
+    queue: VecDeque<Item<M>>,
+    /// Publications refused by a full bounded mailbox under
+    /// [`SlowSubscriber::Drop`], not yet reported to the handler.
+    missed: u64,
     waker: Option<Waker>,
     closed: bool,
     control: Option<Control>,
@@ -128,6 +142,7 @@ impl<M> Handle<M> {
                 overflow,
                 state: Mutex::new(State {
                     queue: VecDeque::new(),
+                    missed: 0,
                     waker: None,
                     closed: false,
                     control: None,
@@ -159,13 +174,42 @@ impl<M> Handle<M> {
                 }
                 return Err(SendError::Full(msg));
             }
-            s.queue.push_back(msg);
+            s.queue.push_back(Item::Info(msg));
             s.waker.take()
         };
         if let Some(w) = waker {
             w.wake();
         }
         Ok(())
+    }
+
+    /// Queue a publication for the connection to write out; false if the
+    /// connection has ended. A full bounded mailbox applies the
+    /// publication's slow-subscriber policy.
+    pub(crate) fn publish(&self, p: Arc<Publication>) -> bool {
+        let waker = {
+            let mut s = lock(&self.mailbox.state);
+            if s.closed {
+                return false;
+            }
+            if self.mailbox.capacity.is_some_and(|c| s.queue.len() >= c) {
+                match p.slow_policy() {
+                    SlowSubscriber::Drop => s.missed += 1,
+                    SlowSubscriber::Disconnect => {
+                        if s.control.is_none() {
+                            s.control = Some(Control::SlowSubscriber);
+                        }
+                    }
+                }
+            } else {
+                s.queue.push_back(Item::Publish(p));
+            }
+            s.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+        true
     }
 
     /// Close the connection with `code` and `reason` (S11.2, S11.4), ahead of
@@ -198,7 +242,8 @@ impl<M> Handle<M> {
         lock(&self.mailbox.state).closed
     }
 
-    /// Messages waiting for the `info` callback.
+    /// Messages waiting for the `info` callback, and publications waiting to
+    /// be written out.
     pub fn queued(&self) -> usize {
         lock(&self.mailbox.state).queue.len()
     }
@@ -208,14 +253,19 @@ impl<M> Handle<M> {
         Arc::ptr_eq(&self.mailbox, &other.mailbox)
     }
 
-    /// The next control request or message. Control requests come first.
+    /// The next control request, count of missed publications, or message,
+    /// in that order of priority.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Received<M>> {
         let mut s = lock(&self.mailbox.state);
         if let Some(c) = s.control.take() {
             return Poll::Ready(Received::Control(c));
         }
+        if s.missed > 0 {
+            return Poll::Ready(Received::Missed(std::mem::take(&mut s.missed)));
+        }
         match s.queue.pop_front() {
-            Some(m) => Poll::Ready(Received::Message(m)),
+            Some(Item::Info(m)) => Poll::Ready(Received::Message(m)),
+            Some(Item::Publish(p)) => Poll::Ready(Received::Publish(p)),
             None => {
                 if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                     s.waker = Some(cx.waker().clone());
@@ -225,10 +275,10 @@ impl<M> Handle<M> {
         }
     }
 
-    /// A queued message, if no control request is waiting.
-    pub(crate) fn try_recv(&self) -> Option<M> {
+    /// A queued message or publication, if no control request is waiting.
+    pub(crate) fn try_recv(&self) -> Option<Item<M>> {
         let mut s = lock(&self.mailbox.state);
-        if s.control.is_some() {
+        if s.control.is_some() || s.missed > 0 {
             return None;
         }
         s.queue.pop_front()
@@ -258,7 +308,9 @@ impl<M> Handle<M> {
 /// What the mailbox yields.
 pub(crate) enum Received<M> {
     Control(Control),
+    Missed(u64),
     Message(M),
+    Publish(Arc<Publication>),
 }
 
 /// A connection's shutdown switch, with its handler's message type erased,

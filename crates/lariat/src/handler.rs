@@ -8,6 +8,7 @@ use std::time::Duration;
 use lariat_proto::{CloseCode, Frame, Message, ProtocolError};
 
 use crate::handle::Handle;
+use crate::pubsub::{Publication, Subscriptions, Topics};
 use crate::timer::{TimerId, Timers};
 
 /// A WebSocket handler: Cowboy's `websocket_*` callbacks.
@@ -70,6 +71,21 @@ pub trait Handler: Send + Sized + 'static {
     /// it (uWebSockets' `drain`). Default: nothing.
     fn drain(&mut self, ctx: &mut Context<Self::Info>) -> impl Future<Output = Reply> + Send {
         let _ = ctx;
+        async { Reply::ok() }
+    }
+
+    /// Publications to topics this connection subscribed to were skipped
+    /// for it because it was not keeping up
+    /// ([`SlowSubscriber::Drop`](crate::pubsub::SlowSubscriber::Drop)):
+    /// `count` of them since the last call. Called once its send queue is
+    /// back under the backpressure limit, before [`drain`](Self::drain).
+    /// Default: nothing (the connection logs the count at debug level).
+    fn missed(
+        &mut self,
+        count: u64,
+        ctx: &mut Context<Self::Info>,
+    ) -> impl Future<Output = Reply> + Send {
+        let _ = (count, ctx);
         async { Reply::ok() }
     }
 
@@ -278,7 +294,10 @@ pub enum TerminateReason {
     ConnectionLost,
     /// The server is shutting down (closed with 1001).
     Shutdown,
-    /// The client did not read: the send queue passed its hard limit (closed with 1008).
+    /// The client did not read: the send queue passed its hard limit, or a
+    /// publication found it behind under
+    /// [`SlowSubscriber::Disconnect`](crate::pubsub::SlowSubscriber::Disconnect)
+    /// (closed with 1008).
     SlowConsumer,
     /// The bounded mailbox overflowed under [`MailboxOverflow::Close`](crate::MailboxOverflow::Close) (closed with 1008).
     MailboxOverflow,
@@ -296,10 +315,13 @@ pub struct Context<M> {
     pub(crate) buffered: usize,
     pub(crate) backpressure_limit: usize,
     pub(crate) dropped: u64,
+    pub(crate) missed: u64,
+    pub(crate) subscriptions: Subscriptions,
 }
 
 impl<M: Send + 'static> Context<M> {
     pub(crate) fn new(handle: Handle<M>, peer: SocketAddr, protocol: Option<String>) -> Self {
+        let handle_id = handle.id();
         Context {
             handle,
             timers: Timers::new(),
@@ -308,6 +330,8 @@ impl<M: Send + 'static> Context<M> {
             buffered: 0,
             backpressure_limit: usize::MAX,
             dropped: 0,
+            missed: 0,
+            subscriptions: Subscriptions::new(handle_id),
         }
     }
 
@@ -364,5 +388,41 @@ impl<M: Send + 'static> Context<M> {
     /// Timers started and not yet fired or cancelled.
     pub fn timer_count(&self) -> usize {
         self.timers.len()
+    }
+
+    /// Subscribe this connection to `topic`: what is published there is
+    /// written out to the client as it is, without calling the handler
+    /// (encoded, and compressed, once for all subscribers). False if the
+    /// connection already was subscribed. It leaves every topic when it ends.
+    pub fn subscribe(&mut self, topics: &Topics, topic: &str) -> bool {
+        self.subscriptions.join(topics, topic, &self.handle, None)
+    }
+
+    /// Subscribe this connection to `topic`, each publication delivered to
+    /// the handler's `info` as `map` makes it. False if already subscribed.
+    pub fn subscribe_info(
+        &mut self,
+        topics: &Topics,
+        topic: &str,
+        map: impl Fn(&Publication) -> M + Send + Sync + 'static,
+    ) -> bool {
+        self.subscriptions
+            .join(topics, topic, &self.handle, Some(Box::new(map)))
+    }
+
+    /// Leave `topic`; false if the connection was not subscribed.
+    pub fn unsubscribe(&mut self, topics: &Topics, topic: &str) -> bool {
+        self.subscriptions.leave(topics, topic)
+    }
+
+    /// The topics this connection is subscribed to.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &str> {
+        self.subscriptions.names()
+    }
+
+    /// Publications skipped because this connection was not keeping up
+    /// ([`SlowSubscriber::Drop`](crate::pubsub::SlowSubscriber::Drop)), in all.
+    pub fn missed_publications(&self) -> u64 {
+        self.missed
     }
 }
