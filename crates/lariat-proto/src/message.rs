@@ -152,3 +152,21 @@ impl From<Message> for Frame {
         }
     }
 }
+
+impl From<Text> for Frame {
+    fn from(t: Text) -> Frame {
+        Frame::Text(t)
+    }
+}
+
+impl From<String> for Frame {
+    fn from(s: String) -> Frame {
+        Frame::Text(s.into())
+    }
+}
+
+impl From<&'static str> for Frame {
+    fn from(s: &'static str) -> Frame {
+        Frame::Text(s.into())
+    }
+}

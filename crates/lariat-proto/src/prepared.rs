@@ -87,7 +87,14 @@ impl PreparedFrame {
     pub(crate) fn plain(&self) -> &[u8] {
         self.plain.get_or_init(|| {
             let mut out = Vec::with_capacity(self.payload.len() + 10);
-            encode_header(&mut out, true, false, self.op, None, self.payload.len() as u64);
+            encode_header(
+                &mut out,
+                true,
+                false,
+                self.op,
+                None,
+                self.payload.len() as u64,
+            );
             out.extend_from_slice(&self.payload);
             Bytes::from(out)
         })
@@ -146,7 +153,9 @@ mod tests {
     }
 
     fn text() -> String {
-        (0..40).map(|i| format!("{{\"n\":{i},\"msg\":\"hello room\"}}")).collect()
+        (0..40)
+            .map(|i| format!("{{\"n\":{i},\"msg\":\"hello room\"}}"))
+            .collect()
     }
 
     /// RFC 7692 §7.1.1.1: without server context takeover every connection

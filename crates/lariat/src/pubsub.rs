@@ -371,14 +371,20 @@ impl Topics {
     }
 
     /// Publish to this node's subscribers only; how many were reached.
-    pub fn publish_local(&self, topic: &str, frame: impl Into<Frame>) -> Result<usize, PublishError> {
+    pub fn publish_local(
+        &self,
+        topic: &str,
+        frame: impl Into<Frame>,
+    ) -> Result<usize, PublishError> {
         let frame = PreparedFrame::new(frame.into()).map_err(|_| PublishError::NotData)?;
         Ok(self.inner.deliver(topic, frame))
     }
 
     /// Subscribers to `topic` on this node.
     pub fn subscriber_count(&self, topic: &str) -> usize {
-        read(&self.inner.subs).get(topic).map_or(0, |t| t.list.len())
+        read(&self.inner.subs)
+            .get(topic)
+            .map_or(0, |t| t.list.len())
     }
 
     /// Topics with at least one subscriber on this node.
