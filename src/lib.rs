@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lariat::http::StatusCode;
+use lariat::pubsub::Topics;
 use lariat::{
     response, Context, Frame, Handle, Handler, Init, Message, Reply, Request, Router,
     TerminateReason, Upgrade,
@@ -14,6 +15,9 @@ use lariat::{
 
 /// The demo page: try `/echo` and `/seed/log` from a browser.
 pub const INDEX_HTML: &str = include_str!("../static/index.html");
+
+/// The chat page (`/chat`): rooms are topics.
+pub const CHAT_HTML: &str = include_str!("../static/chat.html");
 
 /// `/echo`: every text and binary message echoed unchanged.
 pub struct Echo;
@@ -219,11 +223,165 @@ pub async fn mqtt_init(req: Request) -> Init<SeedEcho> {
     }
 }
 
-/// The demo's routes.
+/// `/chat/:room`: the connection joins the room's topic; each text message
+/// it sends goes to everyone in the room, on every node, the sender
+/// included. The page sends an empty message now and then to stay within
+/// the idle timeout; those are not broadcast.
+pub struct Chat {
+    topics: Topics,
+    topic: String,
+}
+
+/// What the chat says to one of its clients (JSON, like the chat messages).
+fn chat_notice(text: &str) -> Reply {
+    Reply::text(serde_json::json!({ "system": text }).to_string())
+}
+
+impl Handler for Chat {
+    type Info = ();
+    async fn init(&mut self, ctx: &mut Context<()>) -> Reply {
+        ctx.subscribe(&self.topics, &self.topic);
+        Reply::ok()
+    }
+    async fn handle(&mut self, msg: Message, _: &mut Context<()>) -> Reply {
+        match msg {
+            Message::Text(t) if t.is_empty() => Reply::ok(),
+            Message::Text(t) => match self.topics.publish(&self.topic, t).await {
+                Ok(_) => Reply::ok(),
+                Err(e) => {
+                    tracing::warn!(topic = %self.topic, error = %e, "chat message not delivered everywhere");
+                    chat_notice(&format!("not delivered everywhere: {e}"))
+                }
+            },
+            _ => Reply::ok(),
+        }
+    }
+    async fn missed(&mut self, count: u64, _: &mut Context<()>) -> Reply {
+        chat_notice(&format!(
+            "you missed {count} message(s): the connection was too slow"
+        ))
+    }
+}
+
+/// A room name: 1-64 letters, digits, `-` or `_`.
+fn valid_room(room: &str) -> bool {
+    (1..=64).contains(&room.len())
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `/bench/sub`: subscribed to topic `bench`, publications written straight
+/// out (the fan-out benchmark's subscribers).
+pub struct BenchSub {
+    topics: Topics,
+}
+
+impl Handler for BenchSub {
+    type Info = ();
+    async fn init(&mut self, ctx: &mut Context<()>) -> Reply {
+        ctx.subscribe(&self.topics, "bench");
+        Reply::ok()
+    }
+    async fn handle(&mut self, _: Message, _: &mut Context<()>) -> Reply {
+        Reply::ok()
+    }
+}
+
+/// `/bench/pub`: each text message is published to topic `bench` (once,
+/// whatever the number of subscribers); the publisher gets back the
+/// number of subscribers reached, as text.
+pub struct BenchPub {
+    topics: Topics,
+}
+
+impl Handler for BenchPub {
+    type Info = ();
+    async fn handle(&mut self, msg: Message, _: &mut Context<()>) -> Reply {
+        match msg {
+            Message::Text(t) => match self.topics.publish("bench", t).await {
+                Ok(n) => Reply::text(n.to_string()),
+                Err(e) => Reply::text(format!("error: {e}")),
+            },
+            _ => Reply::ok(),
+        }
+    }
+}
+
+/// `/bench/loop-pub`: the fan-out benchmark's baseline without topics —
+/// each text message is sent to every `/bench/loop` connection's handle in
+/// a loop, and each connection's handler sends it as a frame (the
+/// `/seed/log` pattern). Replies with the number reached.
+pub struct BenchLoopPub {
+    hub: Arc<LogHub>,
+}
+
+impl Handler for BenchLoopPub {
+    type Info = ();
+    async fn handle(&mut self, msg: Message, _: &mut Context<()>) -> Reply {
+        match msg {
+            Message::Text(t) => Reply::text(self.hub.publish(&t).to_string()),
+            _ => Reply::ok(),
+        }
+    }
+}
+
+/// The demo's routes, with topics on this node only.
 pub fn app() -> Router {
+    app_with(Topics::new())
+}
+
+/// The demo's routes; `/chat/:room` and the `/bench/*` topic routes use
+/// `topics` (which may span several nodes through Redis).
+pub fn app_with(topics: Topics) -> Router {
     let hub = Arc::new(LogHub::default());
     let post_hub = hub.clone();
+    let bench_hub = Arc::new(LogHub::default());
+    let bench_loop_hub = bench_hub.clone();
+    let (chat_topics, sub_topics, pub_topics) = (topics.clone(), topics.clone(), topics);
     Router::new()
+        .http("/chat", |_req| async {
+            let mut r = response(StatusCode::OK, CHAT_HTML);
+            r.headers_mut().insert(
+                "content-type",
+                "text/html; charset=utf-8".parse().expect("static header"),
+            );
+            r
+        })
+        .route("/chat/:room", move |req| {
+            let topics = chat_topics.clone();
+            async move {
+                let room = req.param("room").unwrap_or_default();
+                if !valid_room(room) {
+                    return Init::respond(response(
+                        StatusCode::BAD_REQUEST,
+                        "a room name is 1-64 letters, digits, '-' or '_'\n",
+                    ));
+                }
+                let topic = format!("chat:{room}");
+                Upgrade::new(Chat { topics, topic })
+                    .max_message_size(64 * 1024)
+                    .idle_timeout(Duration::from_secs(90))
+                    .deflate(lariat::DeflateConfig::default())
+                    .into()
+            }
+        })
+        .route("/bench/sub", move |_req| {
+            let topics = sub_topics.clone();
+            async move { Init::upgrade(BenchSub { topics }) }
+        })
+        .route("/bench/pub", move |_req| {
+            let topics = pub_topics.clone();
+            async move { Init::upgrade(BenchPub { topics }) }
+        })
+        .route("/bench/loop", move |_req| {
+            let hub = bench_hub.clone();
+            async move { Init::upgrade(Log { hub, id: 0 }) }
+        })
+        .route("/bench/loop-pub", move |_req| {
+            let hub = bench_loop_hub.clone();
+            async move { Init::upgrade(BenchLoopPub { hub }) }
+        })
         .http("/", |_req| async {
             let mut r = response(StatusCode::OK, INDEX_HTML);
             r.headers_mut().insert(
