@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # lariat's whole test suite, from a fresh machine: installs what the tests need
-# (Debian's chromium for the browser tests, Python `websockets` for the interop
+# (Debian's chromium for the browser tests, Debian's redis-server for the
+# cluster tests, Python `websockets` for the interop
 # test, cargo-fuzz, the Python 2.7 Autobahn virtualenv), then runs, in order:
 #   1. formatting, clippy and rustdoc with warnings as errors;
 #   2. `cargo test --workspace` (unit, property, integration, browser, doc tests);
@@ -15,6 +16,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "installing test dependencies"
 bash scripts/install-chromium.sh
+bash scripts/install-redis.sh
 LARIAT_PYTHON=$(bash scripts/setup-python.sh | tail -n 1)
 export LARIAT_PYTHON
 

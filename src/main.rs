@@ -21,6 +21,10 @@ struct Args {
     /// The PEM private key for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// Share the chat's topics with every demo process using this Redis
+    /// (e.g. redis://127.0.0.1:6379/). Without it, topics are this process's own.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 }
 
 fn main() -> std::io::Result<()> {
@@ -48,11 +52,20 @@ fn main() -> std::io::Result<()> {
         if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
             server = server.tls(lariat::tls::config_from_pem(cert, key)?);
         }
-        tracing::info!(addr = %server.local_addr()?, threads, tls = args.tls_cert.is_some(), "lariat demo listening");
+        let topics = match &args.redis {
+            Some(url) => {
+                let backend = lariat_redis::RedisBackend::new(url).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("--redis {url}: {e}"))
+                })?;
+                lariat::pubsub::Topics::builder().backend(backend).build()
+            }
+            None => lariat::pubsub::Topics::new(),
+        };
+        tracing::info!(addr = %server.local_addr()?, threads, tls = args.tls_cert.is_some(), redis = args.redis.as_deref().unwrap_or("none"), "lariat demo listening");
         // SIGINT or SIGTERM: stop accepting, close every WebSocket with 1001,
         // wait for the closing handshakes (each handler's terminate runs).
         server
-            .serve_with_shutdown(lariat_demo::app(), shutdown_signal())
+            .serve_with_shutdown(lariat_demo::app_with(topics), shutdown_signal())
             .await?;
         tracing::info!("shut down");
         Ok(())

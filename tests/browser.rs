@@ -8,6 +8,8 @@
 //! - S6: text POSTed to `/log` with the page's form is handed by the server
 //!   to every open `/seed/log` connection's handle; each forwards it as a
 //!   text frame, which shows up in `#seed-log` — in two tabs at once.
+//! - Issue #7: the chat page (`/chat`) on two demo processes sharing a real
+//!   Redis: two pages, one per node, talk in one room.
 //!
 //! Needs Debian's Chromium: if `/usr/bin/chromium` (or `$CHROMIUM`) is
 //! missing, `scripts/install-chromium.sh` is run first; if that fails, the
@@ -16,6 +18,10 @@
 
 #[path = "support/browser.rs"]
 mod browser;
+#[path = "support/process.rs"]
+mod process;
+#[path = "support/redis.rs"]
+mod redis;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -345,4 +351,100 @@ async fn chromium_deflate(browser: &Browser, addr: SocketAddr) -> Result<(), Str
         return Err(format!("echo differs: {result}"));
     }
     no_exceptions(&page)
+}
+
+/// Issue #7: two chat pages, each served by its own demo process, the two
+/// processes sharing a real Redis (`--redis`): what one page sends shows up
+/// in both, and the other way round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue7_two_chat_pages_on_two_nodes_share_a_room() {
+    if let Err(e) = ensure_chromium() {
+        panic!("{e}");
+    }
+    let redis = redis::RedisServer::start();
+    let url = redis.url();
+    let a = process::demo(&["--threads", "1", "--redis", &url]);
+    let b = process::demo(&["--threads", "1", "--redis", &url]);
+    let outcome = tokio::time::timeout(TEST_TIMEOUT, async {
+        let browser = Browser::launch().await?;
+        let result = two_chat_pages(&browser, &redis, a.addr, b.addr).await;
+        browser.close().await;
+        result
+    })
+    .await;
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("{e}\nnode A log:\n{}\nnode B log:\n{}", a.log(), b.log()),
+        Err(_) => panic!("did not finish within {TEST_TIMEOUT:?}"),
+    }
+}
+
+/// JS: does `#messages` hold a chat line from `name` saying `text`?
+fn chat_line(name: &str, text: &str) -> String {
+    format!(
+        "[...document.querySelectorAll('#messages li')].some(l => l.dataset.name === {} && l.dataset.text === {})",
+        js_str(name),
+        js_str(text)
+    )
+}
+
+async fn two_chat_pages(
+    browser: &Browser,
+    redis: &redis::RedisServer,
+    a: SocketAddr,
+    b: SocketAddr,
+) -> Result<(), String> {
+    let ann = browser
+        .new_page(&format!("http://{a}/chat?room=lounge&name=ann"))
+        .await?;
+    let ben = browser
+        .new_page(&format!("http://{b}/chat?room=lounge&name=ben"))
+        .await?;
+    let open = "document.getElementById('status').dataset.state === 'open'";
+    wait(&ann, "ann's page connected", open).await?;
+    wait(&ben, "ben's page connected", open).await?;
+    // Both nodes have subscribed to the room in Redis.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let n = redis
+            .command(&["PUBSUB", "NUMSUB", "lariat:chat:lounge"])
+            .unwrap_or_default();
+        if n.lines().nth(1).map(str::trim) == Some("2") {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the two nodes did not both subscribe: {n:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (from, name, to, text) in [
+        (&ann, "ann", &ben, "hello from node A ✓"),
+        (&ben, "ben", &ann, "and back from node B"),
+    ] {
+        from.focus("#text").await?;
+        from.type_text(text).await?;
+        from.click("#send").await?;
+        wait(
+            to,
+            "the message on the other node's page",
+            &chat_line(name, text),
+        )
+        .await?;
+        wait(
+            from,
+            "the message on the sender's page",
+            &chat_line(name, text),
+        )
+        .await?;
+    }
+    for page in [&ann, &ben] {
+        let n = page
+            .eval("document.querySelectorAll('#messages li[data-name]').length")
+            .await?;
+        if n != 2 {
+            return Err(format!("expected 2 chat lines on each page, got {n}"));
+        }
+        no_exceptions(page)?;
+    }
+    Ok(())
 }

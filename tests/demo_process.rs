@@ -2,64 +2,20 @@
 //! an independent TLS stack (Python's ssl, i.e. OpenSSL), and a graceful
 //! shutdown on SIGTERM that closes WebSockets with 1001 and exits 0.
 
+#[path = "support/process.rs"]
+mod process;
 #[path = "support/python.rs"]
 mod python;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
+use process::demo;
 use python::python;
-
-/// The demo process, killed on drop if it is still running.
-struct Demo {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Start the demo and wait until it listens.
-fn demo(extra: &[&str]) -> Demo {
-    let port = free_port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_lariat-demo"))
-        .arg("--addr")
-        .arg(addr.to_string())
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the demo did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Demo { child, addr }
-}
 
 #[tokio::test]
 async fn sigterm_closes_websockets_with_1001_and_exits_0() {
@@ -87,26 +43,9 @@ async fn sigterm_closes_websockets_with_1001_and_exits_0() {
         // tokio-tungstenite answers the close on its next poll.
         let _ = tokio::time::timeout(Duration::from_secs(2), ws.next()).await;
     }
-    let status = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(s) = d.child.try_wait().unwrap() {
-                let mut out = String::new();
-                for line in BufReader::new(d.child.stdout.take().unwrap()).lines() {
-                    out.push_str(&line.unwrap());
-                    out.push('\n');
-                }
-                return (s, out);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the demo did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    })
-    .await
-    .unwrap();
+    let status = tokio::task::spawn_blocking(move || d.wait_exit(Duration::from_secs(15)))
+        .await
+        .unwrap();
     assert!(status.0.success(), "{:?}", status.0);
     assert!(status.1.contains("SIGTERM received"), "{}", status.1);
     assert!(status.1.contains("shut down"), "{}", status.1);
