@@ -5,6 +5,9 @@
 #   scripts/bench.sh            # full run, about 10-15 minutes
 #   scripts/bench.sh --quick    # every scenario, short windows: under 3 minutes
 #
+# Last it runs scripts/bench-pubsub.sh (the topics benchmark; skipped when --scenarios
+# names others but not `pubsub`), which appends its section to BENCHMARKS.md.
+#
 # Builds everything in release mode, then runs the suite, which writes bench/BENCHMARKS.md (copied
 # to BENCHMARKS.md at the root),
 # bench/cpu-per-message.svg and bench/results.json. Any other option is passed to the suite
@@ -39,3 +42,16 @@ CARGO_TARGET_DIR="$bench_target" cargo build --release --manifest-path "$root/be
     sed 's|](cpu-per-message.svg)|](bench/cpu-per-message.svg)|' "$root/bench/BENCHMARKS.md"
 } > "$root/BENCHMARKS.md"
 echo "bench.sh: wrote $root/BENCHMARKS.md" >&2
+
+# Then the topics benchmark (its own section at the end), unless --scenarios picked others.
+run_pubsub=1
+quick=()
+prev=""
+for a in "$@"; do
+    [ "$a" = --quick ] && quick=(--quick)
+    if [ "$prev" = --scenarios ] && [[ ",$a," != *,pubsub,* ]]; then run_pubsub=0; fi
+    prev="$a"
+done
+if [ "$run_pubsub" = 1 ]; then
+    bash "$root/scripts/bench-pubsub.sh" "${quick[@]}"
+fi
