@@ -170,8 +170,9 @@ pub struct Session {
     message_op: Option<OpCode>,
     /// The message being assembled is compressed (RSV1 on its first frame).
     message_compressed: bool,
-    /// permessage-deflate, when negotiated.
-    deflate: Option<Codec>,
+    /// permessage-deflate, when negotiated (boxed: most sessions have none,
+    /// and every idle connection carries this struct).
+    deflate: Option<Box<Codec>>,
     /// Compress outgoing messages (Cowboy's `deflate` command turns it off).
     compress: bool,
     /// Compressed output before its header is known.
@@ -239,7 +240,7 @@ impl Session {
     /// Use permessage-deflate with the agreed `params` (RFC 7692): RSV1 marks
     /// compressed messages both ways from now on.
     pub fn enable_deflate(&mut self, params: DeflateParams, config: &DeflateConfig) {
-        self.deflate = Some(Codec::new(params, config, self.role));
+        self.deflate = Some(Box::new(Codec::new(params, config, self.role)));
         self.rsv1_allowed = true;
     }
 
@@ -821,7 +822,7 @@ impl Session {
             + self.urgent_out.capacity()
             + self.data_out.capacity()
             + self.scratch.capacity()
-            + self.deflate.as_ref().map_or(0, |d| d.owned_state())
+            + self.deflate.as_ref().map_or(0, |d| std::mem::size_of::<Codec>() + d.owned_state())
     }
 }
 

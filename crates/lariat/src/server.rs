@@ -120,6 +120,15 @@ pub(crate) struct ServerLink {
 }
 
 impl ServerLink {
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> ServerLink {
+        let r = Arc::new(Registry::new());
+        r.open.fetch_add(1, Ordering::SeqCst);
+        ServerLink {
+            slot: Arc::new(Slot(r)),
+        }
+    }
+
     pub(crate) fn register(&self, id: u64, switch: Arc<dyn Shutdown>) {
         let registry = &self.slot.0;
         registry.websockets().insert(id, Arc::downgrade(&switch));
