@@ -822,7 +822,10 @@ impl Session {
             + self.urgent_out.capacity()
             + self.data_out.capacity()
             + self.scratch.capacity()
-            + self.deflate.as_ref().map_or(0, |d| std::mem::size_of::<Codec>() + d.owned_state())
+            + self
+                .deflate
+                .as_ref()
+                .map_or(0, |d| std::mem::size_of::<Codec>() + d.owned_state())
     }
 }
 
