@@ -322,11 +322,17 @@ impl<H: Handler> Driver<H> {
                 (Some(a), None) => Some(Instant::from_std(a)),
                 (None, b) => b,
             };
-            if deadline != armed {
-                if let Some(at) = deadline {
+            // The idle deadline moves later with every message: a timer
+            // armed earlier than the deadline is left to fire (it finds
+            // nothing due, and is then armed again), instead of being reset
+            // in tokio's timer wheel for each message.
+            match (deadline, armed) {
+                (Some(at), Some(current)) if current <= at => {}
+                (Some(at), _) => {
                     sleep.as_mut().reset(at);
+                    armed = Some(at);
                 }
-                armed = deadline;
+                (None, _) => armed = None,
             }
             let listen_mailbox = self.accepts_callbacks();
             let progressed = poll_fn(|cx| {
