@@ -108,6 +108,9 @@ thread_local! {
 const LINGER: Duration = Duration::from_secs(2);
 /// Most mailbox messages handled in one turn before the socket gets a look.
 const MAILBOX_BATCH: usize = 64;
+/// Bytes read in one turn of the task before it yields to the worker's
+/// other connections (a few large frames, or thousands of small ones).
+const FAIR_SHARE: usize = 128 * 1024;
 
 struct Driver<H: Handler> {
     io: Io,
@@ -128,6 +131,8 @@ struct Driver<H: Handler> {
     io_error: Option<io::Error>,
     /// When data last arrived.
     last_read: Instant,
+    /// Bytes read since the task last waited (see [`FAIR_SHARE`]).
+    turn_read: usize,
 }
 
 /// Run a WebSocket connection to its end.
@@ -177,6 +182,7 @@ pub(crate) fn run<H: Handler>(
         shutdown_reason: None,
         io_error: None,
         last_read: now,
+        turn_read: 0,
     };
     debug!(conn = id, %peer, "websocket open");
     // The driver is used in place: moving it into an async fn's `mut self`
@@ -316,6 +322,13 @@ impl<H: Handler> Driver<H> {
                 self.out_pos = 0;
                 self.session.take_transmit(&mut self.out);
             }
+            // A client that keeps its socket full would keep this task
+            // running (tokio's budget allows many reads per turn) while the
+            // worker's other connections wait: past its fair share, yield.
+            if self.turn_read >= FAIR_SHARE {
+                self.turn_read = 0;
+                tokio::task::yield_now().await;
+            }
             // 4. Wait for the socket, the mailbox or a timer.
             let deadline = match (self.session.poll_timeout(), self.ctx.timers.next_deadline()) {
                 (Some(a), Some(b)) => Some(Instant::from_std(a).min(b)),
@@ -428,9 +441,15 @@ impl<H: Handler> Driver<H> {
                         self.session.receive_eof();
                     } else {
                         self.last_read = Instant::now();
+                        self.turn_read += data.len();
                         self.session.receive(data, self.last_read.into_std());
                     }
                     Poll::Ready(Ok(()))
+                }
+                Poll::Pending => {
+                    // Drained: the task will wait, and others run.
+                    self.turn_read = 0;
+                    Poll::Pending
                 }
                 other => other,
             }

@@ -292,7 +292,8 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
-/// The servers: lariat's demo and the four peers for echo and handshakes; for idle
+/// The servers: lariat's demo (on `/echo`, and on `/seed/hibernate` to show what
+/// hibernating costs) and the four peers for echo and handshakes; for idle
 /// memory, lariat twice (hibernating route and plain echo) and the peers; for the
 /// permessage-deflate scenarios, lariat's `/echo` without and with deflate.
 fn targets(lariat: &Path, bin_dir: &Path) -> Targets {
@@ -320,7 +321,16 @@ fn targets(lariat: &Path, bin_dir: &Path) -> Targets {
         peer("axum", "axum"),
         peer("actix-ws", "actix-ws"),
     ];
-    let mut echo = vec![lariat_on("lariat", "lariat", "/echo")];
+    // lariat also on /seed/hibernate, which hibernates after every callback (S10): its
+    // rows show what hibernating costs on a busy echo (the ratio table uses /echo).
+    let mut echo = vec![
+        lariat_on("lariat", "lariat", "/echo"),
+        lariat_on(
+            "lariat-hibernate",
+            "lariat /seed/hibernate (hibernates after every callback)",
+            "/seed/hibernate",
+        ),
+    ];
     echo.extend(peers.iter().cloned());
     let mut idle = vec![
         lariat_on(
