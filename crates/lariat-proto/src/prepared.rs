@@ -84,7 +84,7 @@ impl PreparedFrame {
     }
 
     /// The plain server encoding.
-    pub(crate) fn plain(&self) -> &[u8] {
+    pub(crate) fn plain(&self) -> &Bytes {
         self.plain.get_or_init(|| {
             let mut out = Vec::with_capacity(self.payload.len() + 10);
             encode_header(

@@ -76,6 +76,11 @@ pub const DEFAULT_MAX_SIZE: u64 = 1 << 20;
 /// [`Config::max_message_size`]: the cost of a frame header and its handling.
 pub const FRAGMENT_OVERHEAD: u64 = 16;
 
+/// Payloads (and pre-encoded frames) at least this long are queued by
+/// reference, not copied into the output buffer; see
+/// [`Session::take_transmit_spliced`].
+pub const SPLICE_MIN: usize = 16 * 1024;
+
 /// The default [`Config::max_fragments`].
 pub const DEFAULT_MAX_FRAGMENTS: u32 = 16_384;
 
@@ -186,6 +191,9 @@ pub struct Session {
     /// Automatic replies (pongs): sent ahead of `data` not yet taken.
     urgent_out: Vec<u8>,
     data_out: Vec<u8>,
+    /// Large payloads queued by reference, not copied: each goes at its
+    /// offset of `data_out` (see [`take_transmit_spliced`](Self::take_transmit_spliced)).
+    spliced: Vec<(usize, Bytes)>,
 
     /// A violation found in the input, applied once the events before it
     /// have been taken, so replies to earlier messages still go out first.
@@ -219,6 +227,7 @@ impl Session {
             events: VecDeque::new(),
             urgent_out: Vec::new(),
             data_out: Vec::new(),
+            spliced: Vec::new(),
             failure: None,
             sent_close: None,
             last_activity: now,
@@ -274,7 +283,9 @@ impl Session {
 
     /// Bytes queued for the peer and not yet taken by [`take_transmit`](Self::take_transmit).
     pub fn buffered_amount(&self) -> usize {
-        self.urgent_out.len() + self.data_out.len()
+        self.urgent_out.len()
+            + self.data_out.len()
+            + self.spliced.iter().map(|(_, b)| b.len()).sum::<usize>()
     }
 
     // ---------------------------------------------------------------- input
@@ -604,7 +615,7 @@ impl Session {
         if self.state != State::Open {
             return Err(UsageError::SendAfterClose);
         }
-        let (op, payload): (OpCode, &[u8]) = match frame {
+        let (op, payload): (OpCode, &Bytes) = match frame {
             Frame::Text(t) => (OpCode::Text, t.as_bytes()),
             Frame::Binary(b) => (OpCode::Binary, b),
             Frame::Ping(b) => (OpCode::Ping, b),
@@ -637,13 +648,13 @@ impl Session {
                     if !codec.tx_takeover() {
                         match frame.compressed(codec) {
                             Some(bytes) => self.data_out.extend_from_slice(&bytes),
-                            None => self.data_out.extend_from_slice(frame.plain()),
+                            None => self.queue_encoded(frame.plain()),
                         }
                         return Ok(());
                     }
                 }
                 _ => {
-                    self.data_out.extend_from_slice(frame.plain());
+                    self.queue_encoded(frame.plain());
                     return Ok(());
                 }
             }
@@ -652,9 +663,18 @@ impl Session {
         Ok(())
     }
 
+    /// Queue a whole encoded frame: by reference when large.
+    fn queue_encoded(&mut self, frame: &Bytes) {
+        if frame.len() >= SPLICE_MIN {
+            self.spliced.push((self.data_out.len(), frame.clone()));
+        } else {
+            self.data_out.extend_from_slice(frame);
+        }
+    }
+
     /// Encode a text, binary, ping or pong frame onto the output, compressed
     /// when the message qualifies.
-    fn send_data(&mut self, op: OpCode, payload: &[u8]) {
+    fn send_data(&mut self, op: OpCode, payload: &Bytes) {
         let mask = self.mask_key();
         if let Some(codec) = self.deflate.as_mut() {
             if self.compress && !op.is_control() && codec.compresses(payload.len()) {
@@ -671,6 +691,19 @@ impl Session {
                     return;
                 }
             }
+        }
+        if mask.is_none() && payload.len() >= SPLICE_MIN {
+            // The payload is not copied: only its header is written here.
+            encode_header(
+                &mut self.data_out,
+                true,
+                false,
+                op,
+                None,
+                payload.len() as u64,
+            );
+            self.spliced.push((self.data_out.len(), payload.clone()));
+            return;
         }
         encode_frame(&mut self.data_out, op, false, payload, mask);
     }
@@ -724,20 +757,45 @@ impl Session {
     /// that a close frame queued next is not stuck behind them. Returns the
     /// bytes dropped.
     pub fn discard_unsent(&mut self) -> usize {
-        let n = self.data_out.len();
+        let n = self.data_out.len() + self.spliced.iter().map(|(_, b)| b.len()).sum::<usize>();
         self.data_out.clear();
+        self.spliced.clear();
         n
     }
 
     /// Move every queued byte into `out`, automatic pongs first. When `out`
-    /// is empty and no pong waits, the buffers are swapped, not copied.
+    /// is empty and no pong waits, the buffers are swapped, not copied
+    /// (large payloads queued by reference are copied in at their place).
     pub fn take_transmit(&mut self, out: &mut Vec<u8>) {
-        if out.is_empty() && self.urgent_out.is_empty() {
-            std::mem::swap(out, &mut self.data_out);
+        if self.spliced.is_empty() {
+            let mut none = Vec::new();
+            self.take_transmit_spliced(out, &mut none);
             return;
         }
         out.append(&mut self.urgent_out);
-        out.append(&mut self.data_out);
+        let mut at = 0;
+        for (offset, bytes) in self.spliced.drain(..) {
+            out.extend_from_slice(&self.data_out[at..offset]);
+            out.extend_from_slice(&bytes);
+            at = offset;
+        }
+        out.extend_from_slice(&self.data_out[at..]);
+        self.data_out.clear();
+    }
+
+    /// Like [`take_transmit`](Self::take_transmit), but large payloads
+    /// (from [`SPLICE_MIN`] bytes) are not copied: each is added to
+    /// `spliced` with the offset of `out` at which it goes, for a vectored
+    /// write. Offsets are in increasing order; several may be equal.
+    pub fn take_transmit_spliced(&mut self, out: &mut Vec<u8>, spliced: &mut Vec<(usize, Bytes)>) {
+        let base = out.len() + self.urgent_out.len();
+        if out.is_empty() && self.urgent_out.is_empty() {
+            std::mem::swap(out, &mut self.data_out);
+        } else {
+            out.append(&mut self.urgent_out);
+            out.append(&mut self.data_out);
+        }
+        spliced.extend(self.spliced.drain(..).map(|(o, b)| (o + base, b)));
     }
 
     /// The key for the next frame we send: none for a server (§5.1).
@@ -807,6 +865,9 @@ impl Session {
         if self.data_out.is_empty() {
             self.data_out = Vec::new();
         }
+        if self.spliced.is_empty() {
+            self.spliced = Vec::new();
+        }
         self.scratch = Vec::new();
         if let Some(codec) = self.deflate.as_mut() {
             codec.shrink();
@@ -821,6 +882,7 @@ impl Session {
             + self.events.capacity() * std::mem::size_of::<Event>()
             + self.urgent_out.capacity()
             + self.data_out.capacity()
+            + self.spliced.capacity() * std::mem::size_of::<(usize, Bytes)>()
             + self.scratch.capacity()
             + self
                 .deflate

@@ -536,3 +536,60 @@ fn discard_unsent_puts_a_close_next_in_line() {
     s.take_transmit(&mut next);
     assert_eq!(next, server_close(1008, "send queue full"));
 }
+
+/// Large payloads are queued by reference (`SPLICE_MIN`) and small frames
+/// copied, in one order: the peer decodes exactly what was sent, whether
+/// the output is taken flat or spliced (RFC 6455 §5.2 framing unchanged).
+#[test]
+fn spliced_large_payloads_keep_frame_order() {
+    use lariat_proto::session::SPLICE_MIN;
+    use lariat_proto::{Config, Event, Frame, Message, Role, Session};
+    let now = std::time::Instant::now();
+    let frames = vec![
+        Frame::text("a"),
+        Frame::binary(vec![7u8; SPLICE_MIN]),
+        Frame::binary(vec![8u8; SPLICE_MIN * 4 + 3]),
+        Frame::text("b".repeat(SPLICE_MIN + 1)),
+        Frame::Ping(bytes::Bytes::from_static(b"p")),
+        Frame::binary(vec![9u8; 10]),
+    ];
+    for spliced in [false, true] {
+        let unlimited = Config {
+            max_frame_size: None,
+            max_message_size: None,
+            ..Config::default()
+        };
+        let mut server = Session::new(Role::Server, unlimited.clone(), now);
+        for f in &frames {
+            server.send(f, now).unwrap();
+        }
+        let mut wire = Vec::new();
+        if spliced {
+            let mut parts = Vec::new();
+            server.take_transmit_spliced(&mut wire, &mut parts);
+            assert_eq!(parts.len(), 3);
+            // Put the payloads in at their offsets, last first.
+            for (offset, bytes) in parts.into_iter().rev() {
+                wire.splice(offset..offset, bytes.iter().copied());
+            }
+        } else {
+            server.take_transmit(&mut wire);
+        }
+        let mut client = Session::new(Role::Client, unlimited, now);
+        client.receive(&wire, now);
+        let mut got = Vec::new();
+        while let Some(Event::Message(m)) = client.poll_event() {
+            got.push(m);
+        }
+        let want: Vec<Message> = frames
+            .iter()
+            .map(|f| match f {
+                Frame::Text(t) => Message::Text(t.clone()),
+                Frame::Binary(b) => Message::Binary(b.clone()),
+                Frame::Ping(b) => Message::Ping(b.clone()),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(got, want, "spliced: {spliced}");
+    }
+}

@@ -26,6 +26,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::handle::{Control, Handle, Item, Received};
 use crate::handler::{Command, Context, Handler, Reply, TerminateReason};
+use crate::outbox::Outbox;
 use crate::pubsub::{Publication, SlowSubscriber};
 use crate::server::ServerLink;
 use crate::upgrade::{Flow, SendQueueFull, Upgrade};
@@ -62,6 +63,24 @@ impl AsyncWrite for Io {
             Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
             Io::Upgraded(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Upgraded(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Tcp(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+            Io::Upgraded(s) => s.is_write_vectored(),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
@@ -122,8 +141,8 @@ struct Driver<H: Handler> {
     session: Session,
     handler: H,
     ctx: Context<H::Info>,
-    out: Vec<u8>,
-    out_pos: usize,
+    /// Taken from the session, not yet written.
+    out: Outbox,
     reading: bool,
     /// How the connection ended on our side, if the handler ended it.
     ending: Option<TerminateReason>,
@@ -175,8 +194,7 @@ pub(crate) fn run<H: Handler>(
         session,
         handler: upgrade.handler,
         ctx,
-        out: Vec::new(),
-        out_pos: 0,
+        out: Outbox::default(),
         reading: true,
         ending: None,
         shutdown_reason: None,
@@ -317,10 +335,8 @@ impl<H: Handler> Driver<H> {
                 self.close_mailbox();
             }
             // 3. Transmit.
-            if self.out_pos == self.out.len() {
-                self.out.clear();
-                self.out_pos = 0;
-                self.session.take_transmit(&mut self.out);
+            if self.out.is_empty() {
+                self.out.refill(&mut self.session);
             }
             // A client that keeps its socket full would keep this task
             // running (tokio's budget allows many reads per turn) while the
@@ -350,10 +366,9 @@ impl<H: Handler> Driver<H> {
             let listen_mailbox = self.accepts_callbacks();
             let progressed = poll_fn(|cx| {
                 let mut ready = false;
-                if self.out_pos < self.out.len() {
-                    match Pin::new(&mut self.io).poll_write(cx, &self.out[self.out_pos..]) {
-                        Poll::Ready(Ok(n)) => {
-                            self.out_pos += n;
+                if !self.out.is_empty() {
+                    match self.out.poll_write(&mut self.io, cx) {
+                        Poll::Ready(Ok(_)) => {
                             ready = true;
                         }
                         Poll::Ready(Err(e)) => {
@@ -509,7 +524,7 @@ impl<H: Handler> Driver<H> {
     /// Bytes queued for the client: taken by the driver and not yet written,
     /// plus still in the session.
     fn queued(&self) -> usize {
-        (self.out.len() - self.out_pos) + self.session.buffered_amount()
+        self.out.len() + self.session.buffered_amount()
     }
 
     /// A close asked from outside the handler: served ahead of messages.
@@ -665,10 +680,7 @@ impl<H: Handler> Driver<H> {
     /// S10: give back every buffer that can be rebuilt.
     fn hibernate(&mut self) {
         self.session.shrink();
-        if self.out_pos == self.out.len() {
-            self.out = Vec::new();
-            self.out_pos = 0;
-        }
+        self.out.release();
         self.ctx.handle.shrink();
         self.ctx.timers.shrink();
     }
@@ -698,8 +710,7 @@ impl<H: Handler> Driver<H> {
     /// close its side (RFC 6455 §7.1.1: the server closes TCP first; lingering
     /// keeps our close frame from being lost to a reset).
     async fn finish_io(&mut self) {
-        let mut rest = std::mem::take(&mut self.out);
-        rest.drain(..self.out_pos);
+        let mut rest = self.out.take_rest();
         self.session.take_transmit(&mut rest);
         let io = &mut self.io;
         let done = tokio::time::timeout(LINGER, async move {

@@ -37,6 +37,7 @@
 mod connection;
 mod handle;
 mod handler;
+mod outbox;
 pub mod pubsub;
 mod request;
 mod router;
