@@ -25,6 +25,9 @@ struct Args {
     /// (e.g. redis://127.0.0.1:6379/). Without it, topics are this process's own.
     #[arg(long, value_name = "URL")]
     redis: Option<String>,
+    /// Open connections (HTTP and WebSocket) beyond which new ones get 503.
+    #[arg(long, default_value_t = lariat::ServerConfig::default().max_connections)]
+    max_connections: usize,
 }
 
 fn main() -> std::io::Result<()> {
@@ -48,7 +51,12 @@ fn main() -> std::io::Result<()> {
             .build()?
     };
     runtime.block_on(async {
-        let mut server = lariat::Server::bind(args.addr).await?;
+        let mut server = lariat::Server::bind(args.addr)
+            .await?
+            .config(lariat::ServerConfig {
+                max_connections: args.max_connections,
+                ..lariat::ServerConfig::default()
+            });
         if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
             server = server.tls(lariat::tls::config_from_pem(cert, key)?);
         }

@@ -12,8 +12,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use lariat::pubsub::{SlowSubscriber, Topics};
 use lariat::{
-    Context, DeflateConfig, Frame, Handler, Init, Message, Reply, Router, SendQueueFull, Server,
-    TerminateReason, Upgrade,
+    Context, DeflateConfig, Frame, Handler, Init, MailboxOverflow, Message, Reply, Router,
+    SendQueueFull, Server, TerminateReason, Upgrade,
 };
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
@@ -49,6 +49,11 @@ impl Handler for Member {
     }
     async fn handle(&mut self, msg: Message, ctx: &mut Context<String>) -> Reply {
         match msg {
+            Message::Text(t) if &*t == "block" => {
+                // Busy in a callback: the mailbox fills meanwhile.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                Reply::text("unblocked")
+            }
             Message::Text(t) if &*t == "leave" => {
                 assert!(ctx.unsubscribe(&self.topics, &self.topic));
                 assert_eq!(ctx.subscriptions().count(), 0);
@@ -76,7 +81,8 @@ impl Handler for Member {
 }
 
 /// A server with `/sub/:topic`, `/info/:topic`, `/small/:topic` (64 KiB
-/// send-queue limit) and `/deflate/:topic` on `topics`.
+/// send-queue limit), `/bounded/:topic` (mailbox of 2) and `/deflate/:topic`
+/// on `topics`.
 async fn server(
     topics: Topics,
     done: Option<mpsc::UnboundedSender<TerminateReason>>,
@@ -87,30 +93,43 @@ async fn server(
         info,
         done: done.clone(),
     };
-    let (m1, m2, m3, m4) = (member.clone(), member.clone(), member.clone(), member);
-    let router = Router::new()
-        .route("/sub/:topic", move |req| {
-            let h = m1(&req, false);
-            async move { Init::upgrade(h) }
-        })
-        .route("/info/:topic", move |req| {
-            let h = m2(&req, true);
-            async move { Init::upgrade(h) }
-        })
-        .route("/small/:topic", move |req| {
-            let h = m3(&req, false);
-            async move {
-                Init::Upgrade(
-                    Upgrade::new(h)
-                        .backpressure_limit(16 * 1024)
-                        .send_queue_limit(64 * 1024, SendQueueFull::Close),
-                )
-            }
-        })
-        .route("/deflate/:topic", move |req| {
-            let h = m4(&req, false);
-            async move { Init::Upgrade(Upgrade::new(h).deflate(DeflateConfig::default())) }
-        });
+    let (m1, m2, m3, m4, m5) = (
+        member.clone(),
+        member.clone(),
+        member.clone(),
+        member.clone(),
+        member,
+    );
+    let router =
+        Router::new()
+            .route("/sub/:topic", move |req| {
+                let h = m1(&req, false);
+                async move { Init::upgrade(h) }
+            })
+            .route("/info/:topic", move |req| {
+                let h = m2(&req, true);
+                async move { Init::upgrade(h) }
+            })
+            .route("/small/:topic", move |req| {
+                let h = m3(&req, false);
+                async move {
+                    Init::Upgrade(
+                        Upgrade::new(h)
+                            .backpressure_limit(16 * 1024)
+                            .send_queue_limit(64 * 1024, SendQueueFull::Close),
+                    )
+                }
+            })
+            .route("/bounded/:topic", move |req| {
+                let h = m5(&req, false);
+                async move {
+                    Init::Upgrade(Upgrade::new(h).mailbox_capacity(2, MailboxOverflow::Reject))
+                }
+            })
+            .route("/deflate/:topic", move |req| {
+                let h = m4(&req, false);
+                async move { Init::Upgrade(Upgrade::new(h).deflate(DeflateConfig::default())) }
+            });
     let server = Server::bind("127.0.0.1:0").await.unwrap();
     let addr = server.local_addr().unwrap();
     tokio::spawn(server.serve(router));
@@ -410,4 +429,55 @@ async fn deflate_subscribers_get_the_compressed_encoding() {
         .decompress_vec(&body, &mut out, flate2::FlushDecompress::Sync)
         .unwrap();
     assert_eq!(String::from_utf8(out).unwrap(), text);
+}
+
+/// Publish ten messages while the subscriber's handler is busy in a
+/// callback and its mailbox (capacity 2) is full; the texts it then gets.
+async fn publish_into_a_full_mailbox(topics: Topics) -> (Vec<String>, Option<u16>) {
+    let addr = server(topics.clone(), None).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/bounded/feed"))
+        .await
+        .unwrap();
+    wait_for("one", || topics.subscriber_count("feed") == 1).await;
+    ws.send(WsMessage::text("block")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    for i in 0..10 {
+        topics.publish_local("feed", format!("m{i}")).unwrap();
+    }
+    let mut texts = Vec::new();
+    loop {
+        match tokio::time::timeout(T, ws.next()).await.unwrap() {
+            Some(Ok(WsMessage::Text(t))) => {
+                texts.push(t.to_string());
+                if texts.len() == 4 {
+                    return (texts, None);
+                }
+            }
+            Some(Ok(WsMessage::Close(c))) => return (texts, c.map(|c| u16::from(c.code))),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Issue #7: a bounded mailbox full of publications applies the
+/// slow-subscriber policy too. `Drop`: two delivered, eight reported missed.
+#[tokio::test]
+async fn full_mailbox_under_drop_policy_reports_the_missed() {
+    let topics = Topics::builder()
+        .slow_subscriber(SlowSubscriber::Drop)
+        .build();
+    let (texts, close) = publish_into_a_full_mailbox(topics).await;
+    assert_eq!(close, None);
+    assert_eq!(texts[0], "unblocked");
+    let mut rest = texts[1..].to_vec();
+    rest.sort();
+    assert_eq!(rest, ["m0", "m1", "missed:8"]);
+}
+
+/// `Disconnect` (the default): closed with 1008 once the callback returns.
+#[tokio::test]
+async fn full_mailbox_under_disconnect_policy_closes_with_1008() {
+    let (texts, close) = publish_into_a_full_mailbox(Topics::new()).await;
+    assert_eq!(texts, ["unblocked"]);
+    assert_eq!(close, Some(1008));
 }

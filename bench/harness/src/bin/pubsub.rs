@@ -75,7 +75,12 @@ fn run() -> Result<(), String> {
             ("topics", "/bench/sub", "/bench/pub"),
             ("send loop", "/bench/loop", "/bench/loop-pub"),
         ] {
-            let r = with_server(&cfg.lariat, &[], |addr, pid| {
+            // N subscribers and a publisher: past the demo's default cap of 10,000.
+            let cap = [
+                "--max-connections".to_string(),
+                (cfg.subs + 100).to_string(),
+            ];
+            let r = with_server(&cfg.lariat, &cap, |addr, pid| {
                 fanout(addr, pid, sub, publ, cfg.subs, cfg.rounds)
             })?;
             eprintln!(
