@@ -3,6 +3,8 @@
 //! other room; `/chat` serves the page. Driven with tokio-tungstenite and raw
 //! HTTP over real sockets.
 
+#[path = "support/chat.rs"]
+mod chat;
 #[path = "support/server.rs"]
 mod server;
 
@@ -12,31 +14,12 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
+use chat::{join, next_text, Ws};
+
 const T: Duration = Duration::from_secs(10);
 
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn join(addr: std::net::SocketAddr, room: &str) -> Ws {
-    tokio_tungstenite::connect_async(format!("ws://{addr}/chat/{room}"))
-        .await
-        .unwrap()
-        .0
-}
-
-async fn next_text(ws: &mut Ws) -> String {
-    loop {
-        match tokio::time::timeout(T, ws.next())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap()
-        {
-            Message::Text(t) => return t.to_string(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            other => panic!("{other:?}"),
-        }
-    }
+async fn next(ws: &mut Ws) -> String {
+    next_text(ws, T).await.expect("a text message")
 }
 
 /// Nothing arrives for a while.
@@ -69,13 +52,13 @@ async fn chat_room_broadcasts_to_everyone_in_it_and_nowhere_else() {
         alice.send(Message::text(l)).await.unwrap();
     }
     for l in lines {
-        assert_eq!(next_text(&mut alice).await, l);
-        assert_eq!(next_text(&mut bob).await, l);
+        assert_eq!(next(&mut alice).await, l);
+        assert_eq!(next(&mut bob).await, l);
     }
     bob.send(Message::text(r#"{"name":"bob","text":"hi"}"#))
         .await
         .unwrap();
-    assert_eq!(next_text(&mut alice).await, r#"{"name":"bob","text":"hi"}"#);
+    assert_eq!(next(&mut alice).await, r#"{"name":"bob","text":"hi"}"#);
     quiet(&mut carol).await;
 }
 

@@ -5,6 +5,8 @@
 //! (not a hang), the nodes reconnect, resubscribe and say so in the log, and
 //! delivery resumes without the WebSocket clients reconnecting.
 
+#[path = "support/chat.rs"]
+mod chat;
 #[path = "support/process.rs"]
 mod process;
 #[path = "support/redis.rs"]
@@ -12,34 +14,12 @@ mod redis;
 
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use tokio_tungstenite::tungstenite::Message;
 
+use chat::{join, next_text, Ws};
 use process::demo;
 use redis::RedisServer;
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn join(addr: std::net::SocketAddr, room: &str) -> Ws {
-    tokio_tungstenite::connect_async(format!("ws://{addr}/chat/{room}"))
-        .await
-        .unwrap()
-        .0
-}
-
-/// The next text within `within`, if any.
-async fn next_text(ws: &mut Ws, within: Duration) -> Option<String> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next()).await {
-            Err(_) => return None,
-            Ok(Some(Ok(Message::Text(t)))) => return Some(t.to_string()),
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-            Ok(other) => panic!("{other:?}"),
-        }
-    }
-}
 
 /// Send `tag-N` from `from` until one of them reaches `to` (bounded): the
 /// nodes subscribe in Redis in the background, so the first messages may

@@ -203,22 +203,29 @@ mod tests {
 
     /// The same bytes as an unspliced transmit, whatever the write sizes,
     /// and `len` counts down to zero.
+    /// A session with [`frames`] queued.
+    fn session_with_frames() -> Session {
+        let now = Instant::now();
+        let mut s = Session::new(Role::Server, Config::default(), now);
+        for f in frames() {
+            s.send(&f, now).unwrap();
+        }
+        s
+    }
+
+    /// The bytes of [`frames`], taken flat (copied).
+    fn expected() -> Vec<u8> {
+        let mut flat = Vec::new();
+        session_with_frames().take_transmit(&mut flat);
+        flat
+    }
+
     #[test]
     fn vectored_writes_give_the_same_bytes_as_a_copy() {
-        let now = Instant::now();
-        let mut expected = Vec::new();
-        let mut plain = Session::new(Role::Server, Config::default(), now);
-        for f in frames() {
-            plain.send(&f, now).unwrap();
-        }
-        plain.take_transmit(&mut expected);
+        let expected = expected();
         for step in [1, 7, 1000, 16_384, 65_536, 1 << 20] {
-            let mut s = Session::new(Role::Server, Config::default(), now);
-            for f in frames() {
-                s.send(&f, now).unwrap();
-            }
             let mut out = Outbox::default();
-            out.refill(&mut s);
+            out.refill(&mut session_with_frames());
             assert_eq!(out.spliced.len(), 3, "three payloads spliced");
             assert_eq!(out.len(), expected.len());
             let mut w = Trickle {
@@ -240,20 +247,10 @@ mod tests {
 
     #[test]
     fn the_rest_after_a_partial_write_is_what_remains() {
-        let now = Instant::now();
-        let mut expected = Vec::new();
-        let mut plain = Session::new(Role::Server, Config::default(), now);
-        for f in frames() {
-            plain.send(&f, now).unwrap();
-        }
-        plain.take_transmit(&mut expected);
+        let expected = expected();
         for step in [3, 70_010, 90_000] {
-            let mut s = Session::new(Role::Server, Config::default(), now);
-            for f in frames() {
-                s.send(&f, now).unwrap();
-            }
             let mut out = Outbox::default();
-            out.refill(&mut s);
+            out.refill(&mut session_with_frames());
             let mut w = Trickle {
                 got: Vec::new(),
                 step,
