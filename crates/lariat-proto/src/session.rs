@@ -81,6 +81,9 @@ pub const FRAGMENT_OVERHEAD: u64 = 16;
 /// [`Session::take_transmit_spliced`].
 pub const SPLICE_MIN: usize = 16 * 1024;
 
+/// The most one [`Session::payload_buffer`] lends at a time.
+const DIRECT_READ_MAX: usize = 256 * 1024;
+
 /// The default [`Config::max_fragments`].
 pub const DEFAULT_MAX_FRAGMENTS: u32 = 16_384;
 
@@ -306,15 +309,58 @@ impl Session {
             match step {
                 Ok(n) => data = &data[n..],
                 Err(e) => {
-                    // Everything after the violation is ignored; the connection
-                    // fails once the events before it are taken.
-                    self.failure = Some(e);
-                    if self.events.is_empty() {
-                        self.fail(e);
-                    }
+                    self.note_failure(e);
                     return;
                 }
             }
+        }
+    }
+
+    /// Everything after a violation is ignored; the connection fails once
+    /// the events before it are taken.
+    fn note_failure(&mut self, e: ProtocolError) {
+        self.failure = Some(e);
+        if self.events.is_empty() {
+            self.fail(e);
+        }
+    }
+
+    /// Zero-copy receive for large payloads: while the payload of a data
+    /// frame with at least `min` bytes still to come is being read, the
+    /// message buffer, and how many more bytes may be appended to it (at most
+    /// the frame's remaining payload; the room is reserved). Read into its
+    /// spare capacity, extend its length by exactly the bytes read, then call
+    /// [`payload_received`](Self::payload_received). `None` otherwise: use
+    /// [`receive`](Self::receive).
+    pub fn payload_buffer(&mut self, min: usize) -> Option<(&mut BytesMut, usize)> {
+        if self.failure.is_some() || self.state == State::Closed {
+            return None;
+        }
+        let f = self.frame.as_ref()?;
+        if f.opcode.is_control() || f.discard || f.remaining < min.max(1) as u64 {
+            return None;
+        }
+        let room = f.remaining.min(DIRECT_READ_MAX as u64) as usize;
+        self.message.reserve(room);
+        Some((&mut self.message, room))
+    }
+
+    /// `n` payload bytes were appended to the buffer that
+    /// [`payload_buffer`](Self::payload_buffer) lent: take them as if they
+    /// had come through [`receive`](Self::receive).
+    pub fn payload_received(&mut self, n: usize, now: Instant) {
+        if n == 0 {
+            return;
+        }
+        self.last_activity = now;
+        let start = self.message.len().saturating_sub(n);
+        let fits = self
+            .frame
+            .as_ref()
+            .is_some_and(|f| !f.opcode.is_control() && !f.discard && n as u64 <= f.remaining);
+        assert!(fits, "payload_received without payload_buffer");
+        if let Err(e) = self.payload_appended(start, n) {
+            self.note_failure(e);
         }
     }
 
@@ -435,35 +481,54 @@ impl Session {
 
     /// Read payload bytes of the current frame from `data`.
     fn read_payload(&mut self, data: &[u8]) -> Result<usize, ProtocolError> {
-        let Some(f) = self.frame.as_mut() else {
+        let Some(f) = self.frame else {
             return Ok(0);
         };
         let take = (f.remaining.min(data.len() as u64)) as usize;
         let chunk = &data[..take];
-        let offset = f.offset;
-        f.remaining -= take as u64;
-        f.offset += take;
-        let f = *f;
         if f.opcode.is_control() {
             self.control.extend_from_slice(chunk);
-        } else if !f.discard {
+            self.advance_frame(take)?;
+        } else if f.discard {
+            self.advance_frame(take)?;
+        } else {
             let start = self.message.len();
             self.message.extend_from_slice(chunk);
-            let fresh = &mut self.message[start..];
-            if let Some(key) = f.mask {
-                apply_mask(fresh, key, offset);
-            }
-            if self.message_op == Some(OpCode::Text) && !self.message_compressed {
-                // §8.1, fail fast: mid-frame, before the message is complete.
-                self.utf8
-                    .feed(fresh)
-                    .map_err(|_| ProtocolError::InvalidUtf8)?;
-            }
+            self.payload_appended(start, take)?;
         }
+        Ok(take)
+    }
+
+    /// `n` bytes of the current data frame's payload are in the message at
+    /// `start`, still masked: unmask and check them.
+    fn payload_appended(&mut self, start: usize, n: usize) -> Result<(), ProtocolError> {
+        let Some(f) = self.frame else {
+            return Ok(());
+        };
+        let fresh = &mut self.message[start..start + n];
+        if let Some(key) = f.mask {
+            apply_mask(fresh, key, f.offset);
+        }
+        if self.message_op == Some(OpCode::Text) && !self.message_compressed {
+            // §8.1, fail fast: mid-frame, before the message is complete.
+            self.utf8
+                .feed(fresh)
+                .map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        self.advance_frame(n)
+    }
+
+    /// `n` more payload bytes of the current frame were taken.
+    fn advance_frame(&mut self, n: usize) -> Result<(), ProtocolError> {
+        let Some(f) = self.frame.as_mut() else {
+            return Ok(());
+        };
+        f.remaining -= n as u64;
+        f.offset += n;
         if f.remaining == 0 {
             self.end_frame()?;
         }
-        Ok(take)
+        Ok(())
     }
 
     /// The current frame's payload is complete.

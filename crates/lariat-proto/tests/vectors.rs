@@ -593,3 +593,62 @@ fn spliced_large_payloads_keep_frame_order() {
         assert_eq!(got, want, "spliced: {spliced}");
     }
 }
+
+/// Feed `input` through [`Session::payload_buffer`] wherever the session
+/// lends it (in `chunk`-byte reads) and through `receive` elsewhere.
+fn run_direct(input: &[u8], chunk: usize) -> (Vec<Event>, Vec<u8>) {
+    let now = Instant::now();
+    let mut s = Session::new(Role::Server, Config::default(), now);
+    let mut at = 0;
+    while at < input.len() {
+        if let Some((buf, room)) = s.payload_buffer(1) {
+            let n = room.min(chunk).min(input.len() - at);
+            // Appending exactly `n` bytes is what a read into the spare
+            // capacity does.
+            buf.extend_from_slice(&input[at..at + n]);
+            s.payload_received(n, now);
+            at += n;
+        } else {
+            // A header (and whatever follows, up to `chunk`).
+            let n = chunk.min(input.len() - at).min(7);
+            s.receive(&input[at..at + n], now);
+            at += n;
+        }
+    }
+    let mut events = Vec::new();
+    while let Some(e) = s.poll_event() {
+        events.push(e);
+    }
+    let mut out = Vec::new();
+    s.take_transmit(&mut out);
+    (events, out)
+}
+
+/// Reading a large payload straight into the message buffer gives what
+/// `receive` gives: unmasked (RFC 6455 §5.3) at any offset, UTF-8 checked
+/// across reads (§8.1), fragments and pings between them (§5.4), and an
+/// invalid byte still fails mid-frame with 1007.
+#[test]
+fn payload_read_in_place_equals_receive() {
+    let big_text = "añb€c𝄞".repeat(9_000);
+    let input = cat(&[
+        frame(true, OpCode::Binary, &vec![0xa5; 70_000]),
+        frame(false, OpCode::Text, &big_text.as_bytes()[..30_001]),
+        frame(true, OpCode::Ping, b"mid"),
+        frame(true, OpCode::Continuation, &big_text.as_bytes()[30_001..]),
+        frame(true, OpCode::Text, b"small"),
+    ]);
+    let want = run(&input);
+    assert_eq!(want.0.len(), 4, "{:?}", want.0.len());
+    for chunk in [1, 3, 1000, 65_536, 1 << 20] {
+        assert_eq!(run_direct(&input, chunk), want, "chunk {chunk}");
+    }
+    let mut bad = big_text.as_bytes().to_vec();
+    bad[40_000] = 0xff;
+    let input = frame(true, OpCode::Text, &bad);
+    let want = run(&input);
+    assert_eq!(want.0.last(), Some(&failed(ProtocolError::InvalidUtf8)));
+    for chunk in [1, 4096, 1 << 20] {
+        assert_eq!(run_direct(&input, chunk), want, "chunk {chunk}");
+    }
+}

@@ -127,6 +127,9 @@ thread_local! {
 const LINGER: Duration = Duration::from_secs(2);
 /// Most mailbox messages handled in one turn before the socket gets a look.
 const MAILBOX_BATCH: usize = 64;
+/// A frame with at least this much payload still to come is read straight
+/// into its message buffer.
+const DIRECT_READ_MIN: usize = 16 * 1024;
 /// Bytes read in one turn of the task before it yields to the worker's
 /// other connections (a few large frames, or thousands of small ones).
 const FAIR_SHARE: usize = 128 * 1024;
@@ -152,6 +155,8 @@ struct Driver<H: Handler> {
     last_read: Instant,
     /// Bytes read since the task last waited (see [`FAIR_SHARE`]).
     turn_read: usize,
+    /// The client sends large frames: read little through the shared buffer.
+    large_frames: bool,
 }
 
 /// Run a WebSocket connection to its end.
@@ -201,6 +206,7 @@ pub(crate) fn run<H: Handler>(
         io_error: None,
         last_read: now,
         turn_read: 0,
+        large_frames: false,
     };
     debug!(conn = id, %peer, "websocket open");
     // The driver is used in place: moving it into an async fn's `mut self`
@@ -444,31 +450,74 @@ impl<H: Handler> Driver<H> {
         }
     }
 
-    /// Read once into the worker's shared buffer and feed the session.
+    /// Read once and feed the session: straight into the message buffer
+    /// while a large frame's payload is coming (no copy), into the worker's
+    /// shared buffer otherwise.
     fn poll_read(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
-        READ_BUF.with(|buf| {
-            let mut buf = buf.borrow_mut();
-            let mut rb = ReadBuf::new(&mut buf[..]);
-            match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
-                Poll::Ready(Ok(())) => {
-                    let data = rb.filled();
-                    if data.is_empty() {
-                        self.session.receive_eof();
-                    } else {
-                        self.last_read = Instant::now();
-                        self.turn_read += data.len();
-                        self.session.receive(data, self.last_read.into_std());
-                    }
-                    Poll::Ready(Ok(()))
+        if let Some((buf, room)) = self.session.payload_buffer(DIRECT_READ_MIN) {
+            self.large_frames = true;
+            let spare = &mut buf.spare_capacity_mut()[..room];
+            let mut rb = ReadBuf::uninit(spare);
+            let result = Pin::new(&mut self.io).poll_read(cx, &mut rb);
+            let n = rb.filled().len();
+            if let Poll::Ready(Ok(())) = result {
+                if n > 0 {
+                    // SAFETY: a `ReadBuf` guarantees that its first
+                    // `filled().len()` bytes are initialized, and they are the
+                    // first `n` bytes of `buf`'s spare capacity.
+                    unsafe { buf.set_len(buf.len() + n) };
                 }
-                Poll::Pending => {
-                    // Drained: the task will wait, and others run.
-                    self.turn_read = 0;
-                    Poll::Pending
-                }
-                other => other,
             }
+            return self.after_read(result, n, |s, now| s.payload_received(n, now));
+        }
+        READ_BUF.with(|shared| {
+            let mut shared = shared.borrow_mut();
+            // After a large frame, read little through the shared buffer: the
+            // next large frame's header, not its payload, which then comes
+            // straight into its message.
+            let limit = if self.large_frames {
+                4096
+            } else {
+                READ_BUF_SIZE
+            };
+            let mut rb = ReadBuf::new(&mut shared[..limit]);
+            let result = Pin::new(&mut self.io).poll_read(cx, &mut rb);
+            let data = rb.filled();
+            let n = data.len();
+            let r = self.after_read(result, n, |s, now| s.receive(data, now));
+            if n > 0 && self.session.payload_buffer(DIRECT_READ_MIN).is_none() {
+                self.large_frames = false;
+            }
+            r
         })
+    }
+
+    /// What a read returned: `n` bytes fed by `feed`, the end of the stream,
+    /// or nothing yet.
+    fn after_read(
+        &mut self,
+        result: Poll<io::Result<()>>,
+        n: usize,
+        feed: impl FnOnce(&mut Session, std::time::Instant),
+    ) -> Poll<io::Result<()>> {
+        match result {
+            Poll::Ready(Ok(())) => {
+                if n == 0 {
+                    self.session.receive_eof();
+                } else {
+                    self.last_read = Instant::now();
+                    self.turn_read += n;
+                    feed(&mut self.session, self.last_read.into_std());
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                // Drained: the task will wait, and others run.
+                self.turn_read = 0;
+                Poll::Pending
+            }
+            other => other,
+        }
     }
 
     /// May the handler still be called? Not once it stopped, closed or crashed.
