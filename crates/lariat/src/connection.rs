@@ -220,12 +220,11 @@ pub(crate) fn run<H: Handler>(
 impl<H: Handler> Driver<H> {
     /// The connection has ended: leave the server, then call `terminate` once.
     fn end(&mut self, reason: TerminateReason, id: u64, peer: SocketAddr, server: &ServerLink) {
-        let d = self;
         // No more publications: leave every topic, then refuse messages.
-        d.ctx.subscriptions.leave_all();
-        d.close_mailbox();
+        self.ctx.subscriptions.leave_all();
+        self.close_mailbox();
         server.deregister(id);
-        let reason = match (reason, d.shutdown_reason.take()) {
+        let reason = match (reason, self.shutdown_reason.take()) {
             (TerminateReason::Normal | TerminateReason::Stop, Some(custom)) => {
                 TerminateReason::Custom(custom)
             }
@@ -239,11 +238,11 @@ impl<H: Handler> Driver<H> {
                 error!(conn = id, %peer, panic = %m, "websocket handler crashed; closed with 1011")
             }
             TerminateReason::ConnectionLost => {
-                debug!(conn = id, %peer, error = ?d.io_error, "websocket connection lost")
+                debug!(conn = id, %peer, error = ?self.io_error, "websocket connection lost")
             }
             r => debug!(conn = id, %peer, reason = ?r, "websocket closed"),
         }
-        let handler = &mut d.handler;
+        let handler = &mut self.handler;
         if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(|| handler.terminate(&reason))) {
             error!(conn = id, panic = %panic_message(&*p), "websocket handler panicked in terminate");
         }
