@@ -9,7 +9,7 @@
 mod chat;
 #[path = "support/process.rs"]
 mod process;
-#[path = "support/redis.rs"]
+#[path = "../crates/lariat-redis/tests/support/redis.rs"]
 mod redis;
 
 use std::time::{Duration, Instant};
