@@ -20,7 +20,7 @@
 mod browser;
 #[path = "support/process.rs"]
 mod process;
-#[path = "../crates/lariat-redis/tests/support/redis.rs"]
+#[path = "support/redis.rs"]
 mod redis;
 
 use std::net::SocketAddr;

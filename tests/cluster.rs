@@ -9,7 +9,7 @@
 mod chat;
 #[path = "support/process.rs"]
 mod process;
-#[path = "../crates/lariat-redis/tests/support/redis.rs"]
+#[path = "support/redis.rs"]
 mod redis;
 
 use std::time::{Duration, Instant};

@@ -36,36 +36,12 @@
 //!   a backoff from 50 ms to 1 s, subscribes again to every topic in use
 //!   (subscriptions and departures while it was down included), and logs
 //!   `redis: reconnected, resubscribed to N topics`.
-//! - A connection that stays open but stops answering (a frozen server, a
-//!   network partition) is found out by a `PING` every 5 s, answered within
-//!   the timeout, and replaced the same way.
-//! - Redis pub/sub delivers at most once: what other nodes publish while
-//!   this node is disconnected does not reach it.
-//!
-//! ## Wire format
-//!
-//! | bytes | content |
-//! |-------|---------|
-//! | 1     | kind: `t` (text) or `b` (binary) |
-//! | 16    | the publishing node's id (random per `RedisBackend`) |
-//! | rest  | the message's payload, unchanged (UTF-8 for text) |
-//!
-//! on the Redis channel `<prefix><topic>`. Anything else may publish there
-//! in this format (e.g. `redis-cli PUBLISH lariat:news "t0123456789abcdefhello"`
-//! sends the text `hello` to every subscriber of `news`, on every node).
-//!
-//! ## Watching the connection
-//!
-//! [`RedisBackend::status`] gives a handle, kept before the backend is
-//! moved into its `Topics`, that says whether the receiving connection is
-//! up and how often it had to reconnect (for health checks and tests).
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -81,10 +57,6 @@ use tracing::{debug, info, warn};
 const NODE_ID_LEN: usize = 16;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// A receiving connection that lasted this long starts the backoff over.
-const BACKOFF_RESET: Duration = Duration::from_secs(10);
-/// How often the receiving connection is checked with a `PING`.
-const PING_EVERY: Duration = Duration::from_secs(5);
 
 /// What the topics ask of the receiving task.
 enum Change {
@@ -103,38 +75,6 @@ pub struct RedisBackend {
     receiver: Mutex<Option<mpsc::UnboundedReceiver<Change>>>,
     /// The publishing connection, made on first use and again after a failure.
     publisher: tokio::sync::Mutex<Option<MultiplexedConnection>>,
-    status: RedisStatus,
-}
-
-/// The state of a [`RedisBackend`]'s receiving connection: get it with
-/// [`RedisBackend::status`] before handing the backend to its `Topics`.
-#[derive(Debug, Clone, Default)]
-pub struct RedisStatus {
-    inner: Arc<StatusInner>,
-}
-
-#[derive(Debug, Default)]
-struct StatusInner {
-    connected: AtomicBool,
-    reconnects: AtomicU64,
-}
-
-impl RedisStatus {
-    /// Is the receiving connection up, subscribed to every topic this node
-    /// uses? (Publishing has its own connection, made when needed.)
-    pub fn is_connected(&self) -> bool {
-        self.inner.connected.load(Ordering::Acquire)
-    }
-
-    /// How many times the receiving connection was made again after it was
-    /// lost.
-    pub fn reconnects(&self) -> u64 {
-        self.inner.reconnects.load(Ordering::Acquire)
-    }
-
-    fn set_connected(&self, up: bool) {
-        self.inner.connected.store(up, Ordering::Release);
-    }
 }
 
 impl std::fmt::Debug for RedisBackend {
@@ -146,7 +86,6 @@ impl std::fmt::Debug for RedisBackend {
             )
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
-            .field("connected", &self.status.is_connected())
             .finish()
     }
 }
@@ -183,14 +122,7 @@ impl RedisBackend {
             changes,
             receiver: Mutex::new(Some(receiver)),
             publisher: tokio::sync::Mutex::new(None),
-            status: RedisStatus::default(),
         })
-    }
-
-    /// A handle on the receiving connection's state, which stays valid
-    /// after the backend is moved into its `Topics`.
-    pub fn status(&self) -> RedisStatus {
-        self.status.clone()
     }
 
     /// The prefix of every Redis channel (default `lariat:`): nodes with the
@@ -293,17 +225,8 @@ impl Backend for RedisBackend {
             node,
             changes,
             wanted: HashSet::new(),
-            status: self.status.clone(),
-            addr: self.client.get_connection_info().addr().to_string(),
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(receiver.run());
-            }
-            Err(_) => panic!(
-                "lariat-redis: a Topics with a RedisBackend must be built inside a tokio runtime"
-            ),
-        }
+        tokio::spawn(receiver.run());
     }
 
     fn subscribe(&self, topic: &str) {
@@ -349,9 +272,6 @@ struct Receiver {
     changes: mpsc::UnboundedReceiver<Change>,
     /// The topics this node uses: what to subscribe to after reconnecting.
     wanted: HashSet<String>,
-    status: RedisStatus,
-    /// Redis's address, for the log.
-    addr: String,
 }
 
 /// Why a connected session ended.
@@ -368,36 +288,28 @@ impl Receiver {
         let mut connected_before = false;
         let mut failures = 0u64;
         while self.node.is_alive() {
-            let began = tokio::time::Instant::now();
-            let ended = self.session(connected_before).await;
-            self.status.set_connected(false);
-            match ended {
+            match self.session(connected_before).await {
                 Ok(Ended::Done) => break,
                 Ok(Ended::Lost(why)) => {
-                    warn!(redis = %self.addr, error = %why, "redis: connection lost; reconnecting");
+                    warn!(error = %why, "redis: connection lost; reconnecting");
                     connected_before = true;
+                    backoff = BACKOFF_MIN;
                     failures = 0;
-                    // A connection that held a while starts the backoff
-                    // over; one lost at once (a server that keeps dropping
-                    // us) keeps it growing, so we never spin.
-                    if began.elapsed() >= BACKOFF_RESET {
-                        backoff = BACKOFF_MIN;
-                    }
                 }
                 Err(e) => {
                     failures += 1;
                     // Say it once, then only now and then while it lasts.
                     if failures == 1 || failures.is_multiple_of(30) {
-                        warn!(redis = %self.addr, error = %e, attempts = failures, "redis: cannot connect; retrying");
+                        warn!(error = %e, attempts = failures, "redis: cannot connect; retrying");
                     }
+                    if !self.wait(backoff).await {
+                        break;
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
                 }
             }
-            if !self.wait(backoff).await {
-                break;
-            }
-            backoff = (backoff * 2).min(BACKOFF_MAX);
         }
-        debug!(redis = %self.addr, "redis: topics gone; receiver stops");
+        debug!("redis: topics gone; receiver stops");
     }
 
     /// Sleep for `d` while keeping track of changes; false if the backend
@@ -428,7 +340,7 @@ impl Receiver {
     async fn session(&mut self, reconnect: bool) -> Result<Ended, String> {
         let pubsub = tokio::time::timeout(self.timeout, self.client.get_async_pubsub())
             .await
-            .map_err(|_| format!("connecting: no answer within {:?}", self.timeout))?
+            .map_err(|_| format!("no answer within {:?}", self.timeout))?
             .map_err(|e| e.to_string())?;
         let (mut sink, mut stream) = pubsub.split();
         // Changes that came while connecting are part of what is wanted.
@@ -443,25 +355,19 @@ impl Receiver {
         if !channels.is_empty() {
             tokio::time::timeout(self.timeout, sink.subscribe(&channels))
                 .await
-                .map_err(|_| format!("SUBSCRIBE: no answer within {:?}", self.timeout))?
+                .map_err(|_| "SUBSCRIBE got no answer".to_string())?
                 .map_err(|e| e.to_string())?;
         }
-        self.status.set_connected(true);
         if reconnect {
-            self.status.inner.reconnects.fetch_add(1, Ordering::AcqRel);
             info!(
-                redis = %self.addr,
                 topics = channels.len(),
                 "redis: reconnected, resubscribed to {} topics",
                 channels.len()
             );
         } else {
-            info!(redis = %self.addr, topics = channels.len(), "redis: connected");
+            info!(topics = channels.len(), "redis: connected");
         }
         let mut alive = tokio::time::interval(Duration::from_secs(1));
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 msg = stream.next() => {
@@ -494,20 +400,6 @@ impl Receiver {
                 _ = alive.tick() => {
                     if !self.node.is_alive() {
                         return Ok(Ended::Done);
-                    }
-                }
-                _ = ping.tick() => {
-                    // A connection can stay open and say nothing (a frozen
-                    // server, a partition): ask.
-                    match tokio::time::timeout(self.timeout, sink.ping::<redis::Value>()).await {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) => return Ok(Ended::Lost(e.to_string())),
-                        Err(_) => {
-                            return Ok(Ended::Lost(format!(
-                                "no answer to PING within {:?}",
-                                self.timeout
-                            )))
-                        }
                     }
                 }
             }
