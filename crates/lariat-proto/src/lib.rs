@@ -45,4 +45,4 @@ pub use error::{ProtocolError, UsageError};
 pub use frame::{OpCode, Role};
 pub use message::{CloseFrame, Frame, Message, Text};
 pub use prepared::PreparedFrame;
-pub use session::{CloseCause, Closed, Config, Event, Session};
+pub use session::{CloseCause, Closed, Config, Event, ParkedSession, Session};

@@ -207,6 +207,31 @@ pub struct Session {
     mask_seed: u64,
 }
 
+/// An idle session folded to the bone by [`Session::park`]: a few words,
+/// with settings that differ from the defaults and the compression codec (if
+/// any) in boxes of their own. [`Session::resume`] brings it back.
+#[derive(Debug)]
+pub struct ParkedSession {
+    config: Option<Box<Config>>,
+    deflate: Option<Box<Codec>>,
+    last_activity: Instant,
+    mask_seed: u64,
+    role: Role,
+    rsv1_allowed: bool,
+    compress: bool,
+}
+
+impl ParkedSession {
+    /// When the idle timeout (S8.3) falls, if there is one.
+    pub fn idle_deadline(&self) -> Option<Instant> {
+        let timeout = match &self.config {
+            Some(c) => c.idle_timeout,
+            None => Config::default().idle_timeout,
+        };
+        timeout.map(|t| self.last_activity + t)
+    }
+}
+
 impl Session {
     /// A new open session (the handshake is done).
     pub fn new(role: Role, config: Config, now: Instant) -> Session {
@@ -937,6 +962,61 @@ impl Session {
         if let Some(codec) = self.deflate.as_mut() {
             codec.shrink();
         }
+    }
+
+    /// True when nothing is in flight: open, no partial frame or message, no
+    /// event untaken, nothing queued to send. Only then can the session be
+    /// [parked](Self::park).
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Open
+            && self.header_len == 0
+            && self.frame.is_none()
+            && self.message_op.is_none()
+            && self.message.is_empty()
+            && self.control.is_empty()
+            && self.events.is_empty()
+            && self.failure.is_none()
+            && self.sent_close.is_none()
+            && self.buffered_amount() == 0
+    }
+
+    /// Fold an [idle](Self::is_idle) session into what cannot be rebuilt —
+    /// its role, settings, compression state and clock — and let every buffer
+    /// go (S10: hibernate, to the bone). The session comes back unchanged
+    /// when it is not idle.
+    // The Err is the session handed back, as `TryFrom` would: boxing it would
+    // cost an allocation for a check the caller has usually made.
+    #[allow(clippy::result_large_err)]
+    pub fn park(self) -> Result<ParkedSession, Session> {
+        if !self.is_idle() {
+            return Err(self);
+        }
+        let mut deflate = self.deflate;
+        if let Some(codec) = deflate.as_mut() {
+            codec.shrink();
+        }
+        let config = (self.config != Config::default()).then(|| Box::new(self.config));
+        Ok(ParkedSession {
+            config,
+            deflate,
+            last_activity: self.last_activity,
+            mask_seed: self.mask_seed,
+            role: self.role,
+            rsv1_allowed: self.rsv1_allowed,
+            compress: self.compress,
+        })
+    }
+
+    /// Bring a parked session back: it goes on as if it had never been
+    /// parked.
+    pub fn resume(parked: ParkedSession) -> Session {
+        let config = parked.config.map_or_else(Config::default, |c| *c);
+        let mut s = Session::new(parked.role, config, parked.last_activity);
+        s.deflate = parked.deflate;
+        s.mask_seed = parked.mask_seed;
+        s.rsv1_allowed = parked.rsv1_allowed;
+        s.compress = parked.compress;
+        s
     }
 
     /// Bytes of heap this session holds (buffers' capacity), for tests and

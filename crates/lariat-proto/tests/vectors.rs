@@ -652,3 +652,57 @@ fn payload_read_in_place_equals_receive() {
         assert_eq!(run_direct(&input, chunk), want, "chunk {chunk}");
     }
 }
+
+/// S10 (hibernate): an idle session parks into a few words and resumes as if
+/// nothing happened — settings, the idle clock and the rest of a fragmented
+/// message's rules carry over; a session with anything in flight refuses.
+#[test]
+fn park_and_resume_keep_the_session_s10() {
+    let t0 = Instant::now();
+    let config = Config {
+        max_frame_size: Some(10),
+        idle_timeout: Some(Duration::from_secs(7)),
+        ..Config::default()
+    };
+    let mut s = Session::new(Role::Server, config.clone(), t0);
+    assert!(s.is_idle());
+    // Half a frame: not idle, and park gives the session back.
+    let hello = frame(true, OpCode::Text, b"hello");
+    s.receive(&hello[..3], t0);
+    assert!(!s.is_idle());
+    let mut s = s.park().expect_err("a partial frame cannot be parked");
+    let t1 = t0 + Duration::from_secs(1);
+    s.receive(&hello[3..], t1);
+    assert_eq!(s.poll_event(), Some(text("hello")));
+    // A reply not yet taken: still not idle.
+    s.send(&Frame::text("hi"), t1).unwrap();
+    assert!(s.park().is_err_and(|mut s| {
+        let mut out = Vec::new();
+        s.take_transmit(&mut out);
+        out == [0x81, 0x02, b'h', b'i']
+    }));
+
+    let mut s = Session::new(Role::Server, config.clone(), t0);
+    s.receive(&hello, t1);
+    assert_eq!(s.poll_event(), Some(text("hello")));
+    let parked = s.park().expect("idle");
+    assert!(std::mem::size_of_val(&parked) <= 48);
+    // The idle clock runs from the last data, parked or not (S8.3).
+    assert_eq!(parked.idle_deadline(), Some(t1 + Duration::from_secs(7)));
+    let mut s = Session::resume(parked);
+    assert_eq!(s.config(), &config);
+    assert_eq!(s.poll_timeout(), Some(t1 + Duration::from_secs(7)));
+    // The limits still hold: an 11-byte frame is too big (S9).
+    s.receive(&frame(true, OpCode::Binary, &[0; 11]), t1);
+    assert!(matches!(
+        s.poll_event(),
+        Some(Event::Closed(Closed {
+            code: CloseCode::MESSAGE_TOO_BIG,
+            ..
+        }))
+    ));
+    // Default settings take no box.
+    let s = Session::new(Role::Server, Config::default(), t0);
+    let parked = s.park().unwrap();
+    assert_eq!(Session::resume(parked).config(), &Config::default());
+}

@@ -9,16 +9,21 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::future::{poll_fn, Future};
 use std::io;
+use std::io::Read;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Weak;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper_util::rt::TokioIo;
-use lariat_proto::{CloseCause, CloseCode, Closed, Event, Frame, Role, Session, UsageError};
+use lariat_proto::{
+    CloseCause, CloseCode, Closed, Event, Frame, ParkedSession, Role, Session, UsageError,
+};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
@@ -27,8 +32,10 @@ use tracing::{debug, error, info, warn};
 use crate::handle::{Control, Handle, Item, Received};
 use crate::handler::{Command, Context, Handler, Reply, TerminateReason};
 use crate::outbox::Outbox;
-use crate::pubsub::{Publication, SlowSubscriber};
+use crate::parking::{Lot, Parked};
+use crate::pubsub::{Publication, SlowSubscriber, Subscriptions};
 use crate::server::ServerLink;
+use crate::timer::Timers;
 use crate::upgrade::{Flow, SendQueueFull, Upgrade};
 
 /// The upgraded byte stream: the TCP socket itself when hyper hands it back,
@@ -37,6 +44,12 @@ pub(crate) enum Io {
     Tcp(TcpStream),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     Upgraded(TokioIo<hyper::upgrade::Upgraded>),
+    /// The socket was lost on the way to or from the parking lot.
+    Detached,
+}
+
+fn detached() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "socket lost while parking")
 }
 
 impl AsyncRead for Io {
@@ -49,6 +62,7 @@ impl AsyncRead for Io {
             Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
             Io::Upgraded(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Detached => Poll::Ready(Err(detached())),
         }
     }
 }
@@ -63,6 +77,7 @@ impl AsyncWrite for Io {
             Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
             Io::Upgraded(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Detached => Poll::Ready(Err(detached())),
         }
     }
     fn poll_write_vectored(
@@ -74,6 +89,7 @@ impl AsyncWrite for Io {
             Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Io::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Io::Upgraded(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Detached => Poll::Ready(Err(detached())),
         }
     }
     fn is_write_vectored(&self) -> bool {
@@ -81,6 +97,7 @@ impl AsyncWrite for Io {
             Io::Tcp(s) => s.is_write_vectored(),
             Io::Tls(s) => s.is_write_vectored(),
             Io::Upgraded(s) => s.is_write_vectored(),
+            Io::Detached => false,
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
@@ -88,6 +105,7 @@ impl AsyncWrite for Io {
             Io::Tcp(s) => Pin::new(s).poll_flush(cx),
             Io::Tls(s) => Pin::new(s).poll_flush(cx),
             Io::Upgraded(s) => Pin::new(s).poll_flush(cx),
+            Io::Detached => Poll::Ready(Err(detached())),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
@@ -95,6 +113,7 @@ impl AsyncWrite for Io {
             Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Io::Tls(s) => Pin::new(s).poll_shutdown(cx),
             Io::Upgraded(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Detached => Poll::Ready(Err(detached())),
         }
     }
 }
@@ -157,6 +176,24 @@ struct Driver<H: Handler> {
     turn_read: usize,
     /// The client sends large frames: read little through the shared buffer.
     large_frames: bool,
+    /// The last callback asked to hibernate (S10): once nothing is in
+    /// flight, the connection parks (see [`crate::parking`]).
+    hibernating: bool,
+    server: ServerLink,
+}
+
+/// What waiting found.
+enum Wait {
+    Progress,
+    Park,
+    Failed,
+}
+
+/// How [`Driver::drive`] returned.
+enum Exit {
+    Ended(TerminateReason),
+    /// Hibernating with nothing in flight: leave the task for the lot.
+    Park,
 }
 
 /// Run a WebSocket connection to its end.
@@ -191,7 +228,7 @@ pub(crate) fn run<H: Handler>(
     drop(leftover);
     let mut ctx = Context::new(handle, peer, upgrade.protocol);
     ctx.backpressure_limit = upgrade.flow.backpressure_limit;
-    let mut d = Driver {
+    let d = Driver {
         io,
         flow: upgrade.flow,
         backpressured: false,
@@ -207,23 +244,50 @@ pub(crate) fn run<H: Handler>(
         last_read: now,
         turn_read: 0,
         large_frames: false,
+        hibernating: false,
+        server,
     };
     debug!(conn = id, %peer, "websocket open");
-    // The driver is used in place: moving it into an async fn's `mut self`
-    // would store it twice in the future.
+    lifecycle(d, true)
+}
+
+/// The connection's task: the after-upgrade init (the first time), the loop,
+/// then the end, or parking. The driver is used in place (in the future,
+/// once): moving it into an async fn's `mut self` would store it twice.
+// Not an async fn: its argument would be kept twice in the future.
+#[allow(clippy::manual_async_fn)]
+fn lifecycle<H: Handler>(mut d: Driver<H>, init: bool) -> impl Future<Output = ()> + Send {
     async move {
-        let reason = d.drive().await;
-        d.end(reason, id, peer, &server);
+        if init {
+            // S3: the after-upgrade init, before any frame is handled.
+            let reply = catch(d.handler.init(&mut d.ctx)).await;
+            d.apply(reply);
+        }
+        loop {
+            match d.drive().await {
+                Exit::Ended(reason) => return d.end(reason),
+                Exit::Park => match d.park() {
+                    Ok(()) => return,
+                    Err(back) => {
+                        d = *back;
+                        // Not parkable after all: wait as a task until the
+                        // next callback asks again.
+                        d.hibernating = false;
+                    }
+                },
+            }
+        }
     }
 }
 
 impl<H: Handler> Driver<H> {
     /// The connection has ended: leave the server, then call `terminate` once.
-    fn end(&mut self, reason: TerminateReason, id: u64, peer: SocketAddr, server: &ServerLink) {
+    fn end(&mut self, reason: TerminateReason) {
+        let (id, peer) = (self.ctx.id(), self.ctx.peer);
         // No more publications: leave every topic, then refuse messages.
         self.ctx.subscriptions.leave_all();
         self.close_mailbox();
-        server.deregister(id);
+        self.server.deregister(id);
         let reason = match (reason, self.shutdown_reason.take()) {
             (TerminateReason::Normal | TerminateReason::Stop, Some(custom)) => {
                 TerminateReason::Custom(custom)
@@ -248,10 +312,7 @@ impl<H: Handler> Driver<H> {
         }
     }
 
-    async fn drive(&mut self) -> TerminateReason {
-        // S3: the after-upgrade init, before any frame is handled.
-        let reply = catch(self.handler.init(&mut self.ctx)).await;
-        self.apply(reply);
+    async fn drive(&mut self) -> Exit {
         let mut pending_info: Option<Item<H::Info>> = None;
         let mut pending_control: Option<Control> = None;
         let mut timer_fired = false;
@@ -269,7 +330,7 @@ impl<H: Handler> Driver<H> {
                             self.apply(reply);
                         }
                     }
-                    Event::Closed(c) => return self.ended(c).await,
+                    Event::Closed(c) => return Exit::Ended(self.ended(c).await),
                 }
             }
             // 2. Messages to the handle, and due timers (S6, S3.1).
@@ -369,6 +430,17 @@ impl<H: Handler> Driver<H> {
                 (None, _) => armed = None,
             }
             let listen_mailbox = self.accepts_callbacks();
+            // S10: hibernating with nothing in flight, and no deadline due
+            // (it fires first): if nothing is ready either, park.
+            let may_park = self.hibernating
+                && listen_mailbox
+                && matches!(self.io, Io::Tcp(_))
+                && self.out.is_empty()
+                && !self.backpressured
+                && self.missed_pending == 0
+                && self.ending.is_none()
+                && self.session.is_idle()
+                && armed.is_none_or(|at| at > Instant::now());
             let progressed = poll_fn(|cx| {
                 let mut ready = false;
                 if !self.out.is_empty() {
@@ -378,7 +450,7 @@ impl<H: Handler> Driver<H> {
                         }
                         Poll::Ready(Err(e)) => {
                             self.io_error = Some(e);
-                            return Poll::Ready(false);
+                            return Poll::Ready(Wait::Failed);
                         }
                         Poll::Pending => {}
                     }
@@ -392,7 +464,7 @@ impl<H: Handler> Driver<H> {
                         Poll::Ready(Ok(())) => ready = true,
                         Poll::Ready(Err(e)) => {
                             self.io_error = Some(e);
-                            return Poll::Ready(false);
+                            return Poll::Ready(Wait::Failed);
                         }
                         Poll::Pending => {}
                     }
@@ -424,16 +496,22 @@ impl<H: Handler> Driver<H> {
                     ready = true;
                 }
                 if ready {
-                    Poll::Ready(true)
+                    Poll::Ready(Wait::Progress)
+                } else if may_park {
+                    Poll::Ready(Wait::Park)
                 } else {
                     Poll::Pending
                 }
             })
             .await;
-            if !progressed {
-                // The socket failed: the connection is lost.
-                self.session.receive_eof();
-                return TerminateReason::ConnectionLost;
+            match progressed {
+                Wait::Progress => {}
+                Wait::Park => return Exit::Park,
+                Wait::Failed => {
+                    // The socket failed: the connection is lost.
+                    self.session.receive_eof();
+                    return Exit::Ended(TerminateReason::ConnectionLost);
+                }
             }
         }
     }
@@ -622,6 +700,7 @@ impl<H: Handler> Driver<H> {
             }
         };
         let (commands, hibernate) = reply.into_parts();
+        self.hibernating = hibernate;
         for command in commands {
             match command {
                 Command::Frame(frame) => self.send(frame),
@@ -778,6 +857,222 @@ impl<H: Handler> Driver<H> {
         .await;
         if let Ok(Err(e)) = done {
             debug!(conn = self.ctx.id(), error = %e, "error while closing the socket");
+        }
+    }
+}
+
+impl<H: Handler> Driver<H> {
+    /// Leave the task for the parking lot (S10). The driver comes back if it
+    /// cannot park after all; a lot that will not take it resumes it at once.
+    fn park(mut self) -> Result<(), Box<Self>> {
+        let placeholder = Session::new(
+            Role::Server,
+            lariat_proto::Config::default(),
+            std::time::Instant::now(),
+        );
+        let session = match std::mem::replace(&mut self.session, placeholder).park() {
+            Ok(p) => p,
+            Err(s) => {
+                self.session = s;
+                return Err(Box::new(self));
+            }
+        };
+        let stream = match std::mem::replace(&mut self.io, Io::Detached) {
+            Io::Tcp(s) => s,
+            other => {
+                self.io = other;
+                self.session = Session::resume(session);
+                return Err(Box::new(self));
+            }
+        };
+        // Out of tokio's reactor: its registration is freed.
+        let socket = match stream.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                // The socket is gone with the failed deregistration.
+                self.io_error = Some(e);
+                self.session = Session::resume(session);
+                return Err(Box::new(self));
+            }
+        };
+        let Driver {
+            flow,
+            handler,
+            ctx,
+            reading,
+            shutdown_reason,
+            server,
+            ..
+        } = self;
+        let Context {
+            handle,
+            timers,
+            peer,
+            protocol,
+            dropped,
+            missed,
+            subscriptions,
+            ..
+        } = ctx;
+        let rest = (!timers.is_pristine()
+            || protocol.is_some()
+            || flow != Flow::default()
+            || dropped != 0
+            || missed != 0
+            || !subscriptions.is_empty()
+            || shutdown_reason.is_some())
+        .then(|| {
+            Box::new(Rest {
+                timers,
+                protocol,
+                flow,
+                dropped,
+                missed,
+                subscriptions,
+                shutdown_reason,
+            })
+        });
+        let lot = server.lot().clone();
+        let parked = Box::new(Hibernated {
+            handler,
+            handle,
+            session,
+            socket,
+            peer,
+            server,
+            rest,
+            reading,
+        });
+        if let Err(p) = lot.park(parked) {
+            p.resume();
+        }
+        Ok(())
+    }
+}
+
+/// A connection in the parking lot: what it cannot rebuild, in one box.
+/// Whatever is not at its default (timers, subscriptions, a subprotocol,
+/// flow settings, counters) is in a second box, or nowhere.
+struct Hibernated<H: Handler> {
+    handler: H,
+    handle: Handle<H::Info>,
+    session: ParkedSession,
+    socket: std::net::TcpStream,
+    peer: SocketAddr,
+    server: ServerLink,
+    rest: Option<Box<Rest<H::Info>>>,
+    reading: bool,
+}
+
+struct Rest<M> {
+    timers: Timers<M>,
+    protocol: Option<String>,
+    flow: Flow,
+    dropped: u64,
+    missed: u64,
+    subscriptions: Subscriptions,
+    shutdown_reason: Option<String>,
+}
+
+impl<H: Handler> Parked for Hibernated<H> {
+    fn watch(&self) -> Option<RawFd> {
+        self.reading.then(|| self.socket.as_raw_fd())
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let idle = self.session.idle_deadline().map(Instant::from_std);
+        let timer = self.rest.as_ref().and_then(|r| r.timers.next_deadline());
+        match (idle, timer) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn wait_on_mailbox(&self, lot: Weak<Lot>, key: u32) -> bool {
+        self.handle.park(lot, key)
+    }
+
+    fn resume(self: Box<Self>) {
+        tokio::spawn(lifecycle((*self).into_driver(), false));
+    }
+}
+
+impl<H: Handler> Hibernated<H> {
+    /// The driver again, as it was when it parked.
+    fn into_driver(self) -> Driver<H> {
+        let Hibernated {
+            handler,
+            handle,
+            session,
+            socket,
+            peer,
+            server,
+            rest,
+            reading,
+        } = self;
+        let now = Instant::now();
+        let mut session = Session::resume(session);
+        let mut io_error = None;
+        if reading {
+            // Read what is there before tokio takes the socket: its readiness
+            // starts empty, so a connection woken by data would otherwise
+            // wait for the reactor to say what the lot already knew.
+            READ_BUF.with(|shared| {
+                let mut shared = shared.borrow_mut();
+                match (&socket).read(&mut shared[..]) {
+                    Ok(0) => session.receive_eof(),
+                    Ok(n) => session.receive(&shared[..n], now.into_std()),
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => {
+                        io_error = Some(e);
+                        session.receive_eof();
+                    }
+                }
+            });
+        }
+        let io = match TcpStream::from_std(socket) {
+            Ok(s) => Io::Tcp(s),
+            Err(e) => {
+                io_error = Some(e);
+                Io::Detached
+            }
+        };
+        let mut ctx = Context::new(handle, peer, None);
+        let mut flow = Flow::default();
+        let mut shutdown_reason = None;
+        if let Some(rest) = rest {
+            let rest = *rest;
+            ctx.timers = rest.timers;
+            ctx.protocol = rest.protocol;
+            ctx.dropped = rest.dropped;
+            ctx.missed = rest.missed;
+            ctx.subscriptions = rest.subscriptions;
+            flow = rest.flow;
+            shutdown_reason = rest.shutdown_reason;
+        }
+        ctx.backpressure_limit = flow.backpressure_limit;
+        Driver {
+            io,
+            flow,
+            backpressured: false,
+            missed_pending: 0,
+            session,
+            handler,
+            ctx,
+            out: Outbox::default(),
+            reading,
+            ending: None,
+            shutdown_reason,
+            io_error,
+            last_read: now,
+            turn_read: 0,
+            large_frames: false,
+            hibernating: true,
+            server,
         }
     }
 }

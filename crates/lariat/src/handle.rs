@@ -9,11 +9,12 @@
 //! shutdown, jump ahead of every queued message.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
 use lariat_proto::CloseCode;
 
+use crate::parking::Lot;
 use crate::pubsub::{Publication, SlowSubscriber};
 
 /// Why a message could not be delivered. The message comes back.
@@ -77,12 +78,36 @@ pub(crate) enum Item<M> {
     Publish(Arc<Publication>),
 }
 
+/// Who is woken when something arrives: the connection's task, or, while it
+/// hibernates without one, the parking lot that holds it (S10).
+#[derive(Default)]
+enum Waiter {
+    #[default]
+    Nobody,
+    Task(Waker),
+    Parked(Weak<Lot>, u32),
+}
+
+impl Waiter {
+    fn wake(self) {
+        match self {
+            Waiter::Nobody => {}
+            Waiter::Task(w) => w.wake(),
+            Waiter::Parked(lot, key) => {
+                if let Some(lot) = lot.upgrade() {
+                    lot.wake(key);
+                }
+            }
+        }
+    }
+}
+
 struct State<M> {
     queue: VecDeque<Item<M>>,
     /// Publications refused by a full bounded mailbox under
     /// [`SlowSubscriber::Drop`], not yet reported to the handler.
     missed: u64,
-    waker: Option<Waker>,
+    waiter: Waiter,
     closed: bool,
     control: Option<Control>,
 }
@@ -143,7 +168,7 @@ impl<M> Handle<M> {
                 state: Mutex::new(State {
                     queue: VecDeque::new(),
                     missed: 0,
-                    waker: None,
+                    waiter: Waiter::Nobody,
                     closed: false,
                     control: None,
                 }),
@@ -160,7 +185,10 @@ impl<M> Handle<M> {
     /// already queued. Fails, giving the message back, if the connection has
     /// ended or its bounded mailbox is full.
     pub fn send(&self, msg: M) -> Result<(), SendError<M>> {
-        let waker = {
+        // Wakes happen after the lock is released: waking a parked
+        // connection takes the parking lot's lock, which is held while the
+        // lot takes this one (`park`).
+        let (waiter, result) = {
             let mut s = lock(&self.mailbox.state);
             if s.closed {
                 return Err(SendError::Closed(msg));
@@ -168,26 +196,24 @@ impl<M> Handle<M> {
             if self.mailbox.capacity.is_some_and(|c| s.queue.len() >= c) {
                 if self.mailbox.overflow == MailboxOverflow::Close && s.control.is_none() {
                     s.control = Some(Control::Overflow);
-                    if let Some(w) = s.waker.take() {
-                        w.wake();
-                    }
+                    (std::mem::take(&mut s.waiter), Err(SendError::Full(msg)))
+                } else {
+                    return Err(SendError::Full(msg));
                 }
-                return Err(SendError::Full(msg));
+            } else {
+                s.queue.push_back(Item::Info(msg));
+                (std::mem::take(&mut s.waiter), Ok(()))
             }
-            s.queue.push_back(Item::Info(msg));
-            s.waker.take()
         };
-        if let Some(w) = waker {
-            w.wake();
-        }
-        Ok(())
+        waiter.wake();
+        result
     }
 
     /// Queue a publication for the connection to write out; false if the
     /// connection has ended. A full bounded mailbox applies the
     /// publication's slow-subscriber policy.
     pub(crate) fn publish(&self, p: Arc<Publication>) -> bool {
-        let waker = {
+        let waiter = {
             let mut s = lock(&self.mailbox.state);
             if s.closed {
                 return false;
@@ -204,11 +230,9 @@ impl<M> Handle<M> {
             } else {
                 s.queue.push_back(Item::Publish(p));
             }
-            s.waker.take()
+            std::mem::take(&mut s.waiter)
         };
-        if let Some(w) = waker {
-            w.wake();
-        }
+        waiter.wake();
         true
     }
 
@@ -221,7 +245,7 @@ impl<M> Handle<M> {
     }
 
     pub(crate) fn control(&self, control: Control) -> bool {
-        let waker = {
+        let waiter = {
             let mut s = lock(&self.mailbox.state);
             if s.closed {
                 return false;
@@ -229,11 +253,9 @@ impl<M> Handle<M> {
             if s.control.is_none() {
                 s.control = Some(control);
             }
-            s.waker.take()
+            std::mem::take(&mut s.waiter)
         };
-        if let Some(w) = waker {
-            w.wake();
-        }
+        waiter.wake();
         true
     }
 
@@ -267,8 +289,8 @@ impl<M> Handle<M> {
             Some(Item::Info(m)) => Poll::Ready(Received::Message(m)),
             Some(Item::Publish(p)) => Poll::Ready(Received::Publish(p)),
             None => {
-                if !s.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                    s.waker = Some(cx.waker().clone());
+                if !matches!(&s.waiter, Waiter::Task(w) if w.will_wake(cx.waker())) {
+                    s.waiter = Waiter::Task(cx.waker().clone());
                 }
                 Poll::Pending
             }
@@ -290,10 +312,22 @@ impl<M> Handle<M> {
         let dropped = {
             let mut s = lock(&self.mailbox.state);
             s.closed = true;
-            s.waker = None;
+            s.waiter = Waiter::Nobody;
             std::mem::take(&mut s.queue)
         };
         dropped.len()
+    }
+
+    /// The connection is parking (S10): wake the lot, under `key`, when
+    /// something arrives. False, and nothing changed, if something already
+    /// waits (or the mailbox is closed): then it must not park.
+    pub(crate) fn park(&self, lot: Weak<Lot>, key: u32) -> bool {
+        let mut s = lock(&self.mailbox.state);
+        if s.closed || s.control.is_some() || s.missed > 0 || !s.queue.is_empty() {
+            return false;
+        }
+        s.waiter = Waiter::Parked(lot, key);
+        true
     }
 
     /// Give back the queue's memory if it is empty (S10).
@@ -321,17 +355,15 @@ pub(crate) trait Shutdown: Send + Sync {
 
 impl<M: Send> Shutdown for Mailbox<M> {
     fn shutdown(&self) {
-        let waker = {
+        let waiter = {
             let mut s = lock(&self.state);
             if s.closed {
                 return;
             }
             s.control = Some(Control::Shutdown);
-            s.waker.take()
+            std::mem::take(&mut s.waiter)
         };
-        if let Some(w) = waker {
-            w.wake();
-        }
+        waiter.wake();
     }
 }
 

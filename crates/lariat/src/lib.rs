@@ -38,6 +38,7 @@ mod connection;
 mod handle;
 mod handler;
 mod outbox;
+mod parking;
 pub mod pubsub;
 mod request;
 mod router;
@@ -50,7 +51,7 @@ pub use handle::{Handle, MailboxOverflow, SendError};
 pub use handler::{Command, Context, Handler, Reply, TerminateReason};
 pub use request::{response, Request, Response};
 pub use router::Router;
-pub use server::{Server, ServerConfig};
+pub use server::{Server, ServerConfig, ServerStats};
 pub use timer::TimerId;
 pub use upgrade::{Init, SendQueueFull, Upgrade};
 

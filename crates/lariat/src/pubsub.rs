@@ -489,6 +489,10 @@ impl Subscriptions {
         }
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
     pub(crate) fn leave_all(&mut self) {
         for (t, name) in std::mem::take(&mut self.list) {
             t.remove(&name, self.conn);

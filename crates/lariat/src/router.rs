@@ -31,13 +31,15 @@ pub(crate) trait Upgrader: Send {
         &mut self,
         offers: &[lariat_proto::handshake::ExtensionOffer],
     ) -> Option<String>;
-    fn run(
+    /// Start the connection's task. Its own task, not a future boxed in
+    /// the upgrade's: one allocation per connection, not two.
+    fn spawn(
         self: Box<Self>,
         io: crate::connection::Io,
         leftover: bytes::Bytes,
         peer: std::net::SocketAddr,
         server: crate::server::ServerLink,
-    ) -> BoxFuture<()>;
+    );
 }
 
 impl<H: Handler> Upgrader for Upgrade<H> {
@@ -58,14 +60,14 @@ impl<H: Handler> Upgrader for Upgrade<H> {
         self.deflate_params = Some(params);
         Some(params.response_header())
     }
-    fn run(
+    fn spawn(
         self: Box<Self>,
         io: crate::connection::Io,
         leftover: bytes::Bytes,
         peer: std::net::SocketAddr,
         server: crate::server::ServerLink,
-    ) -> BoxFuture<()> {
-        Box::pin(crate::connection::run(*self, io, leftover, peer, server))
+    ) {
+        tokio::spawn(crate::connection::run(*self, io, leftover, peer, server));
     }
 }
 

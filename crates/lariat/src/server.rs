@@ -24,6 +24,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::connection::{catch, unwrap_upgraded};
 use crate::handle::Shutdown;
+use crate::parking::Lot;
 use crate::request::{response, Request, Response};
 use crate::router::{Outcome, Router};
 
@@ -72,6 +73,14 @@ pub(crate) struct Registry {
     shutdown: Notify,
     /// Notified each time a connection closes.
     closed: Notify,
+    /// Where hibernated connections wait without a task (S10).
+    lot: Arc<Lot>,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.lot.close();
+    }
 }
 
 impl Registry {
@@ -82,6 +91,7 @@ impl Registry {
             websockets: Mutex::new(HashMap::new()),
             shutdown: Notify::new(),
             closed: Notify::new(),
+            lot: Arc::new(Lot::new()),
         }
     }
 
@@ -113,24 +123,36 @@ impl Drop for Slot {
     }
 }
 
-/// What a WebSocket connection keeps of the server: its slot in the count,
-/// and the registry its shutdown switch is in.
+/// What a WebSocket connection keeps of the server: the registry its
+/// shutdown switch is in, and its own count in the open connections (taken
+/// from the HTTP connection's slot; both count for the moment they overlap).
+/// One pointer, no allocation of its own: every idle connection has one.
 pub(crate) struct ServerLink {
-    slot: Arc<Slot>,
+    registry: Arc<Registry>,
+}
+
+impl Drop for ServerLink {
+    fn drop(&mut self) {
+        self.registry.open.fetch_sub(1, Ordering::SeqCst);
+        self.registry.closed.notify_waiters();
+    }
 }
 
 impl ServerLink {
-    #[cfg(test)]
-    pub(crate) fn for_tests() -> ServerLink {
-        let r = Arc::new(Registry::new());
-        r.open.fetch_add(1, Ordering::SeqCst);
+    fn new(slot: &Slot) -> ServerLink {
+        slot.0.open.fetch_add(1, Ordering::SeqCst);
         ServerLink {
-            slot: Arc::new(Slot(r)),
+            registry: slot.0.clone(),
         }
     }
 
+    #[cfg(test)]
+    pub(crate) fn for_tests() -> ServerLink {
+        ServerLink::new(&Slot(Arc::new(Registry::new())))
+    }
+
     pub(crate) fn register(&self, id: u64, switch: Arc<dyn Shutdown>) {
-        let registry = &self.slot.0;
+        let registry = &self.registry;
         registry.websockets().insert(id, Arc::downgrade(&switch));
         if registry.shutting_down.load(Ordering::SeqCst) {
             switch.shutdown();
@@ -138,7 +160,44 @@ impl ServerLink {
     }
 
     pub(crate) fn deregister(&self, id: u64) {
-        self.slot.0.websockets().remove(&id);
+        self.registry.websockets().remove(&id);
+    }
+
+    pub(crate) fn lot(&self) -> &Arc<Lot> {
+        &self.registry.lot
+    }
+}
+
+/// Live figures of a server, readable from anywhere while it serves
+/// ([`Server::stats`]).
+#[derive(Clone)]
+pub struct ServerStats(Arc<Registry>);
+
+impl ServerStats {
+    /// Connections open now, HTTP and WebSocket.
+    pub fn open_connections(&self) -> usize {
+        self.0.open.load(Ordering::SeqCst)
+    }
+
+    /// WebSocket connections open now.
+    pub fn websockets(&self) -> usize {
+        self.0.websockets().len()
+    }
+
+    /// WebSocket connections hibernating in the parking lot now (S10): no
+    /// task, no buffer, only their handler's state.
+    pub fn hibernating(&self) -> usize {
+        self.0.lot.parked()
+    }
+}
+
+impl std::fmt::Debug for ServerStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerStats")
+            .field("open_connections", &self.open_connections())
+            .field("websockets", &self.websockets())
+            .field("hibernating", &self.hibernating())
+            .finish()
     }
 }
 
@@ -155,6 +214,7 @@ pub struct Server {
     listener: TcpListener,
     config: ServerConfig,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    registry: Arc<Registry>,
 }
 
 impl Server {
@@ -169,6 +229,7 @@ impl Server {
             listener,
             config: ServerConfig::default(),
             tls: None,
+            registry: Arc::new(Registry::new()),
         }
     }
 
@@ -184,6 +245,11 @@ impl Server {
     pub fn tls(mut self, config: Arc<tokio_rustls::rustls::ServerConfig>) -> Server {
         self.tls = Some(tokio_rustls::TlsAcceptor::from(config));
         self
+    }
+
+    /// Live figures: open connections, WebSockets, hibernating ones.
+    pub fn stats(&self) -> ServerStats {
+        ServerStats(self.registry.clone())
     }
 
     /// The address it listens on.
@@ -206,7 +272,7 @@ impl Server {
         router: Router,
         signal: impl Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let registry = Arc::new(Registry::new());
+        let registry = self.registry.clone();
         let shared = Arc::new(Shared {
             router,
             config: self.config,
@@ -431,7 +497,8 @@ impl Shared {
             match on_upgrade.await {
                 Ok(upgraded) => {
                     let (io, leftover) = unwrap_upgraded(upgraded);
-                    upgrader.run(io, leftover, peer, ServerLink { slot }).await;
+                    // The connection gets a task of its own; this one ends.
+                    upgrader.spawn(io, leftover, peer, ServerLink::new(&slot));
                 }
                 Err(e) => debug!(%peer, error = %e, "upgrade did not complete"),
             }

@@ -53,6 +53,11 @@ impl<M> Timers<M> {
         self.entries.len()
     }
 
+    /// No timer, and none ever started (ids would restart from here).
+    pub(crate) fn is_pristine(&self) -> bool {
+        self.entries.is_empty() && self.next_id == 0
+    }
+
     pub(crate) fn shrink(&mut self) {
         if self.entries.is_empty() {
             self.entries = Vec::new();
