@@ -202,7 +202,8 @@ pub struct Session {
     /// have been taken, so replies to earlier messages still go out first.
     failure: Option<ProtocolError>,
     /// The close frame we sent, and why: reported when the handshake ends.
-    sent_close: Option<(CloseCode, String, CloseCause)>,
+    /// Boxed: only a closing session has one, and every session has the field.
+    sent_close: Option<Box<(CloseCode, String, CloseCause)>>,
     last_activity: Instant,
     mask_seed: u64,
 }
@@ -261,6 +262,11 @@ impl Session {
             last_activity: now,
             mask_seed: 0x9e37_79b9_7f4a_7c15,
         }
+    }
+
+    /// When data last came from the peer (the idle timeout's start, S8.3).
+    pub fn last_activity(&self) -> Instant {
+        self.last_activity
     }
 
     /// The limits and timers in force.
@@ -339,6 +345,17 @@ impl Session {
                 }
             }
         }
+    }
+
+    /// Queue an event. The first one takes room for one only (a queue of
+    /// four would be a 200-byte allocation kept by every connection that
+    /// ever received a message); a reader of many frames at once grows it.
+    #[inline]
+    fn push_event(&mut self, e: Event) {
+        if self.events.capacity() == 0 {
+            self.events.reserve_exact(1);
+        }
+        self.events.push_back(e);
     }
 
     /// Everything after a violation is ignored; the connection fails once
@@ -594,7 +611,7 @@ impl Session {
                 } else {
                     Message::Binary(payload)
                 };
-                self.events.push_back(Event::Message(message));
+                self.push_event(Event::Message(message));
                 Ok(())
             }
         }
@@ -614,16 +631,14 @@ impl Session {
                         mask,
                     );
                     let payload = Bytes::copy_from_slice(&self.control);
-                    self.events
-                        .push_back(Event::Message(Message::Ping(payload)));
+                    self.push_event(Event::Message(Message::Ping(payload)));
                 }
                 Ok(())
             }
             OpCode::Pong => {
                 if self.state == State::Open {
                     let payload = Bytes::copy_from_slice(&self.control);
-                    self.events
-                        .push_back(Event::Message(Message::Pong(payload)));
+                    self.push_event(Event::Message(Message::Pong(payload)));
                 }
                 Ok(())
             }
@@ -676,11 +691,10 @@ impl Session {
 
     /// End a closing handshake we started: reported with our code and cause.
     fn finish_close_sent(&mut self) {
-        let (code, reason, cause) = self.sent_close.take().unwrap_or((
-            CloseCode::NO_STATUS,
-            String::new(),
-            CloseCause::Local,
-        ));
+        let (code, reason, cause) = self.sent_close.take().map_or_else(
+            || (CloseCode::NO_STATUS, String::new(), CloseCause::Local),
+            |b| *b,
+        );
         self.finish(Closed {
             code,
             reason,
@@ -694,7 +708,7 @@ impl Session {
         self.message_op = None;
         self.message = BytesMut::new();
         self.control = Vec::new();
-        self.events.push_back(Event::Closed(closed));
+        self.push_event(Event::Closed(closed));
     }
 
     // --------------------------------------------------------------- output
@@ -830,11 +844,11 @@ impl Session {
         }
         let mask = self.mask_key();
         encode_frame(&mut self.data_out, OpCode::Close, false, &payload, mask);
-        self.sent_close = Some((
+        self.sent_close = Some(Box::new((
             code.unwrap_or(CloseCode::NO_STATUS),
             truncate_reason(reason).to_owned(),
             cause,
-        ));
+        )));
         self.state = State::CloseSent {
             deadline: now + self.config.close_timeout,
         };

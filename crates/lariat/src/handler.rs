@@ -311,7 +311,7 @@ pub struct Context<M> {
     pub(crate) handle: Handle<M>,
     pub(crate) timers: Timers<M>,
     pub(crate) peer: SocketAddr,
-    pub(crate) protocol: Option<String>,
+    pub(crate) protocol: Option<Box<str>>,
     pub(crate) buffered: usize,
     pub(crate) backpressure_limit: usize,
     pub(crate) dropped: u64,
@@ -320,7 +320,7 @@ pub struct Context<M> {
 }
 
 impl<M: Send + 'static> Context<M> {
-    pub(crate) fn new(handle: Handle<M>, peer: SocketAddr, protocol: Option<String>) -> Self {
+    pub(crate) fn new(handle: Handle<M>, peer: SocketAddr, protocol: Option<Box<str>>) -> Self {
         let handle_id = handle.id();
         Context {
             handle,

@@ -35,7 +35,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error};
 
 /// Most connections resumed before the lot task yields to them.
-const RESUME_BATCH: usize = 64;
+const RESUME_BATCH: usize = 32;
 /// Socket events taken from the lot's epoll set per call.
 const EVENTS: usize = 256;
 

@@ -28,7 +28,8 @@ pub(crate) struct Flow {
     pub(crate) backpressure_limit: usize,
     pub(crate) send_queue_limit: usize,
     pub(crate) on_full: SendQueueFull,
-    pub(crate) mailbox_capacity: Option<usize>,
+    /// `usize::MAX`: unbounded (no Option: every connection keeps a Flow).
+    pub(crate) mailbox_capacity: usize,
     pub(crate) mailbox_overflow: MailboxOverflow,
 }
 
@@ -38,7 +39,7 @@ impl Default for Flow {
             backpressure_limit: 64 * 1024,
             send_queue_limit: 1 << 20,
             on_full: SendQueueFull::Close,
-            mailbox_capacity: None,
+            mailbox_capacity: usize::MAX,
             mailbox_overflow: MailboxOverflow::Reject,
         }
     }
@@ -214,7 +215,7 @@ impl<H: Handler> Upgrade<H> {
     /// Bound the mailbox to `capacity` messages, with `policy` for a message
     /// that does not fit. Default: unbounded.
     pub fn mailbox_capacity(mut self, capacity: usize, policy: MailboxOverflow) -> Self {
-        self.flow.mailbox_capacity = Some(capacity);
+        self.flow.mailbox_capacity = capacity;
         self.flow.mailbox_overflow = policy;
         self
     }
