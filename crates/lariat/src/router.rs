@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use crate::handler::Handler;
 use crate::request::{Request, Response};
@@ -123,7 +122,7 @@ enum Segment {
 
 struct Route {
     segments: Vec<Segment>,
-    endpoint: Arc<dyn Endpoint>,
+    endpoint: Box<dyn Endpoint>,
 }
 
 /// Path bindings to route inits. Routes are tried in the order they were added.
@@ -165,7 +164,7 @@ impl Router {
     {
         self.routes.push(Route {
             segments: parse_pattern(pattern),
-            endpoint: Arc::new(WsEndpoint(init)),
+            endpoint: Box::new(WsEndpoint(init)),
         });
         self
     }
@@ -178,35 +177,34 @@ impl Router {
     {
         self.routes.push(Route {
             segments: parse_pattern(pattern),
-            endpoint: Arc::new(HttpEndpoint(f)),
+            endpoint: Box::new(HttpEndpoint(f)),
         });
         self
     }
 
-    pub(crate) fn find(&self, path: &str) -> Option<(Arc<dyn Endpoint>, Params)> {
-        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    /// The first route matching `path`, and its bindings. Runs on every
+    /// request: it walks the path's segments in place (no list of them is
+    /// built) and allocates only for bindings.
+    pub(crate) fn find(&self, path: &str) -> Option<(&dyn Endpoint, Params)> {
         'routes: for route in &self.routes {
+            let mut parts = path.split('/').filter(|s| !s.is_empty());
             let mut params = Vec::new();
-            let mut i = 0;
             for seg in &route.segments {
                 match seg {
-                    Segment::Rest => {
-                        return Some((route.endpoint.clone(), params));
-                    }
+                    Segment::Rest => return Some((&*route.endpoint, params)),
                     Segment::Literal(l) => {
-                        if parts.get(i) != Some(&l.as_str()) {
+                        if parts.next() != Some(l.as_str()) {
                             continue 'routes;
                         }
                     }
-                    Segment::Param(name) => match parts.get(i) {
-                        Some(v) => params.push((name.clone(), (*v).to_string())),
+                    Segment::Param(name) => match parts.next() {
+                        Some(v) => params.push((name.clone(), v.to_string())),
                         None => continue 'routes,
                     },
                 }
-                i += 1;
             }
-            if i == parts.len() {
-                return Some((route.endpoint.clone(), params));
+            if parts.next().is_none() {
+                return Some((&*route.endpoint, params));
             }
         }
         None
