@@ -224,10 +224,13 @@ pub fn validate_request(
 /// Does any of the comma-separated elements of header `name` equal `token`
 /// (ASCII case-insensitively)?
 fn header_has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    let token = token.as_bytes();
     headers.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        let v = v.as_bytes();
+        // Most clients send the token alone (`Upgrade: websocket`).
+        v.eq_ignore_ascii_case(token)
+            || v.split(|&b| b == b',')
+                .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
     })
 }
 
