@@ -30,13 +30,15 @@ pub(crate) trait Upgrader: Send {
         &mut self,
         offers: &[lariat_proto::handshake::ExtensionOffer],
     ) -> Option<String>;
-    fn run(
+    /// Spawn the connection's task: it waits for hyper to hand over the
+    /// socket once the 101 is written (S1.1), then runs the handler on it.
+    /// The task runs the typed future itself, with no second box.
+    fn spawn(
         self: Box<Self>,
-        io: crate::connection::Io,
-        leftover: bytes::Bytes,
+        on_upgrade: hyper::upgrade::OnUpgrade,
         peer: std::net::SocketAddr,
         server: crate::server::ServerLink,
-    ) -> BoxFuture<()>;
+    );
 }
 
 impl<H: Handler> Upgrader for Upgrade<H> {
@@ -57,14 +59,22 @@ impl<H: Handler> Upgrader for Upgrade<H> {
         self.deflate_params = Some(params);
         Some(params.response_header())
     }
-    fn run(
+    fn spawn(
         self: Box<Self>,
-        io: crate::connection::Io,
-        leftover: bytes::Bytes,
+        on_upgrade: hyper::upgrade::OnUpgrade,
         peer: std::net::SocketAddr,
         server: crate::server::ServerLink,
-    ) -> BoxFuture<()> {
-        Box::pin(crate::connection::run(*self, io, leftover, peer, server))
+    ) {
+        let upgrade = *self;
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let (io, leftover) = crate::connection::unwrap_upgraded(upgraded);
+                    crate::connection::run(upgrade, io, leftover, peer, server).await;
+                }
+                Err(e) => tracing::debug!(%peer, error = %e, "upgrade did not complete"),
+            }
+        });
     }
 }
 
@@ -183,27 +193,44 @@ impl Router {
     }
 
     /// The first route matching `path`, and its bindings. Runs on every
-    /// request: it walks the path's segments in place (no list of them is
-    /// built) and allocates only for bindings.
+    /// request: the path's segments are split once, onto the stack when
+    /// there are few of them, and only bindings allocate.
     pub(crate) fn find(&self, path: &str) -> Option<(&dyn Endpoint, Params)> {
+        const INLINE: usize = 8;
+        let mut inline = [""; INLINE];
+        let mut spilled = Vec::new();
+        let mut n = 0;
+        for part in path.split('/').filter(|s| !s.is_empty()) {
+            if n < INLINE {
+                inline[n] = part;
+            } else {
+                if spilled.is_empty() {
+                    spilled.extend_from_slice(&inline);
+                }
+                spilled.push(part);
+            }
+            n += 1;
+        }
+        let parts: &[&str] = if n <= INLINE { &inline[..n] } else { &spilled };
         'routes: for route in &self.routes {
-            let mut parts = path.split('/').filter(|s| !s.is_empty());
             let mut params = Vec::new();
+            let mut i = 0;
             for seg in &route.segments {
                 match seg {
                     Segment::Rest => return Some((&*route.endpoint, params)),
                     Segment::Literal(l) => {
-                        if parts.next() != Some(l.as_str()) {
+                        if parts.get(i) != Some(&l.as_str()) {
                             continue 'routes;
                         }
                     }
-                    Segment::Param(name) => match parts.next() {
-                        Some(v) => params.push((name.clone(), v.to_string())),
+                    Segment::Param(name) => match parts.get(i) {
+                        Some(v) => params.push((name.clone(), (*v).to_string())),
                         None => continue 'routes,
                     },
                 }
+                i += 1;
             }
-            if parts.next().is_none() {
+            if i == parts.len() {
                 return Some((&*route.endpoint, params));
             }
         }
@@ -254,5 +281,8 @@ mod tests {
         assert!(r.find("/rooms/a/b").is_none());
         assert!(r.find("/static/a/b/c.js").is_some());
         assert!(r.find("/nope").is_none());
+        // More segments than are split onto the stack.
+        assert!(r.find("/static/1/2/3/4/5/6/7/8/9/10.js").is_some());
+        assert!(r.find("/rooms/1/2/3/4/5/6/7/8/9").is_none());
     }
 }

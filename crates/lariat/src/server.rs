@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
-use crate::connection::{catch, unwrap_upgraded};
+use crate::connection::catch;
 use crate::handle::Shutdown;
 use crate::request::{response, Request, Response};
 use crate::router::{Outcome, Router};
@@ -434,15 +434,7 @@ impl Shared {
             h.append(n.clone(), v.clone());
         }
         // S1.1: the handshake completes as soon as hyper has written the 101.
-        tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let (io, leftover) = unwrap_upgraded(upgraded);
-                    upgrader.run(io, leftover, peer, ServerLink { slot }).await;
-                }
-                Err(e) => debug!(%peer, error = %e, "upgrade did not complete"),
-            }
-        });
+        upgrader.spawn(on_upgrade, peer, ServerLink { slot });
         res
     }
 }
