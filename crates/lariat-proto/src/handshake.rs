@@ -30,10 +30,11 @@ pub fn accept_key(key: &[u8]) -> String {
     let mut h = Sha1::new();
     h.update(key);
     h.update(GUID);
-    // 20 bytes of SHA-1 are 28 of padded base64: one allocation, exactly sized.
-    let mut out = String::with_capacity(28);
-    BASE64.encode_string(h.finalize(), &mut out);
-    out
+    // 20 bytes of SHA-1 are 28 of padded base64, encoded on the stack and
+    // copied into one exactly sized allocation.
+    let mut out = [0u8; 28];
+    let n = BASE64.encode_slice(h.finalize(), &mut out).unwrap_or(0);
+    String::from_utf8(out[..n].to_vec()).unwrap_or_default()
 }
 
 /// Why an upgrade request was refused.
