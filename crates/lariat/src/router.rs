@@ -30,15 +30,13 @@ pub(crate) trait Upgrader: Send {
         &mut self,
         offers: &[lariat_proto::handshake::ExtensionOffer],
     ) -> Option<String>;
-    /// Spawn the connection's task: it waits for hyper to hand over the
-    /// socket once the 101 is written (S1.1), then runs the handler on it.
-    /// The task runs the typed future itself, with no second box.
-    fn spawn(
+    fn run(
         self: Box<Self>,
-        on_upgrade: hyper::upgrade::OnUpgrade,
+        io: crate::connection::Io,
+        leftover: bytes::Bytes,
         peer: std::net::SocketAddr,
         server: crate::server::ServerLink,
-    );
+    ) -> BoxFuture<()>;
 }
 
 impl<H: Handler> Upgrader for Upgrade<H> {
@@ -59,22 +57,14 @@ impl<H: Handler> Upgrader for Upgrade<H> {
         self.deflate_params = Some(params);
         Some(params.response_header())
     }
-    fn spawn(
+    fn run(
         self: Box<Self>,
-        on_upgrade: hyper::upgrade::OnUpgrade,
+        io: crate::connection::Io,
+        leftover: bytes::Bytes,
         peer: std::net::SocketAddr,
         server: crate::server::ServerLink,
-    ) {
-        let upgrade = *self;
-        tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let (io, leftover) = crate::connection::unwrap_upgraded(upgraded);
-                    crate::connection::run(upgrade, io, leftover, peer, server).await;
-                }
-                Err(e) => tracing::debug!(%peer, error = %e, "upgrade did not complete"),
-            }
-        });
+    ) -> BoxFuture<()> {
+        Box::pin(crate::connection::run(*self, io, leftover, peer, server))
     }
 }
 

