@@ -7,7 +7,11 @@
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
-use http::{HeaderMap, Method, StatusCode, Version};
+use http::header::{
+    CONNECTION, HOST, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
+    SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use http::{HeaderMap, HeaderName, Method, StatusCode, Version};
 use sha1::{Digest, Sha1};
 
 /// The GUID of RFC 6455 §1.3, appended to the client's key.
@@ -26,7 +30,11 @@ pub fn accept_key(key: &[u8]) -> String {
     let mut h = Sha1::new();
     h.update(key);
     h.update(GUID);
-    BASE64.encode(h.finalize())
+    // 20 bytes of SHA-1 are 28 of padded base64, encoded on the stack and
+    // copied into one exactly sized allocation.
+    let mut out = [0u8; 28];
+    let n = BASE64.encode_slice(h.finalize(), &mut out).unwrap_or(0);
+    String::from_utf8(out[..n].to_vec()).unwrap_or_default()
 }
 
 /// Why an upgrade request was refused.
@@ -153,32 +161,36 @@ pub fn validate_request(
     if version != Version::HTTP_11 {
         return Err(HandshakeError::HttpVersion);
     }
-    if !headers.contains_key(http::header::HOST) {
+    // Header names are the `http` crate's constants: looking one up by
+    // `&str` would parse and hash the name again on every call.
+    if !headers.contains_key(HOST) {
         return Err(HandshakeError::MissingHost);
     }
-    if !header_has_token(headers, "upgrade", "websocket") {
+    if !header_has_token(headers, &UPGRADE, "websocket") {
         return Err(HandshakeError::NoUpgradeWebsocket);
     }
-    if !header_has_token(headers, "connection", "upgrade") {
+    if !header_has_token(headers, &CONNECTION, "upgrade") {
         return Err(HandshakeError::NoConnectionUpgrade);
     }
-    let mut versions = headers.get_all("sec-websocket-version").iter();
+    let mut versions = headers.get_all(SEC_WEBSOCKET_VERSION).iter();
     match (versions.next(), versions.next()) {
         (None, _) => return Err(HandshakeError::MissingVersion),
         (Some(v), None) if v.as_bytes().trim_ascii() == b"13" => {}
         _ => return Err(HandshakeError::UnsupportedVersion),
     }
-    let mut keys = headers.get_all("sec-websocket-key").iter();
+    let mut keys = headers.get_all(SEC_WEBSOCKET_KEY).iter();
     let key = match (keys.next(), keys.next()) {
         (Some(k), None) => k.as_bytes().trim_ascii(),
         _ => return Err(HandshakeError::BadKey),
     };
-    match BASE64.decode(key) {
-        Ok(raw) if raw.len() == 16 => {}
-        _ => return Err(HandshakeError::BadKey),
+    // 16 bytes are 24 characters of padded base64; a longer key cannot be
+    // valid, and decoding into a stack buffer needs no allocation.
+    let mut raw = [0u8; 18];
+    if key.len() != 24 || !matches!(BASE64.decode_slice(key, &mut raw), Ok(16)) {
+        return Err(HandshakeError::BadKey);
     }
     let mut protocols = Vec::new();
-    for value in headers.get_all("sec-websocket-protocol") {
+    for value in headers.get_all(SEC_WEBSOCKET_PROTOCOL) {
         let value = value
             .to_str()
             .map_err(|_| HandshakeError::BadProtocolHeader)?;
@@ -194,7 +206,7 @@ pub fn validate_request(
         }
     }
     let mut extensions = Vec::new();
-    for value in headers.get_all("sec-websocket-extensions") {
+    for value in headers.get_all(SEC_WEBSOCKET_EXTENSIONS) {
         match parse_extensions(value.as_bytes()) {
             Some(mut offers) => extensions.append(&mut offers),
             None => {
@@ -212,11 +224,14 @@ pub fn validate_request(
 
 /// Does any of the comma-separated elements of header `name` equal `token`
 /// (ASCII case-insensitively)?
-fn header_has_token(headers: &HeaderMap, name: &str, token: &str) -> bool {
+fn header_has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    let token = token.as_bytes();
     headers.get_all(name).iter().any(|v| {
-        v.as_bytes()
-            .split(|&b| b == b',')
-            .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+        let v = v.as_bytes();
+        // Most clients send the token alone (`Upgrade: websocket`).
+        v.eq_ignore_ascii_case(token)
+            || v.split(|&b| b == b',')
+                .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
     })
 }
 

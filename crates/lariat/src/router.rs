@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use crate::handler::Handler;
 use crate::request::{Request, Response};
@@ -125,7 +124,7 @@ enum Segment {
 
 struct Route {
     segments: Vec<Segment>,
-    endpoint: Arc<dyn Endpoint>,
+    endpoint: Box<dyn Endpoint>,
 }
 
 /// Path bindings to route inits. Routes are tried in the order they were added.
@@ -167,7 +166,7 @@ impl Router {
     {
         self.routes.push(Route {
             segments: parse_pattern(pattern),
-            endpoint: Arc::new(WsEndpoint(init)),
+            endpoint: Box::new(WsEndpoint(init)),
         });
         self
     }
@@ -180,21 +179,37 @@ impl Router {
     {
         self.routes.push(Route {
             segments: parse_pattern(pattern),
-            endpoint: Arc::new(HttpEndpoint(f)),
+            endpoint: Box::new(HttpEndpoint(f)),
         });
         self
     }
 
-    pub(crate) fn find(&self, path: &str) -> Option<(Arc<dyn Endpoint>, Params)> {
-        let parts: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    /// The first route matching `path`, and its bindings. Runs on every
+    /// request: the path's segments are split once, onto the stack when
+    /// there are few of them, and only bindings allocate.
+    pub(crate) fn find(&self, path: &str) -> Option<(&dyn Endpoint, Params)> {
+        const INLINE: usize = 8;
+        let mut inline = [""; INLINE];
+        let mut spilled = Vec::new();
+        let mut n = 0;
+        for part in path.split('/').filter(|s| !s.is_empty()) {
+            if n < INLINE {
+                inline[n] = part;
+            } else {
+                if spilled.is_empty() {
+                    spilled.extend_from_slice(&inline);
+                }
+                spilled.push(part);
+            }
+            n += 1;
+        }
+        let parts: &[&str] = if n <= INLINE { &inline[..n] } else { &spilled };
         'routes: for route in &self.routes {
             let mut params = Vec::new();
             let mut i = 0;
             for seg in &route.segments {
                 match seg {
-                    Segment::Rest => {
-                        return Some((route.endpoint.clone(), params));
-                    }
+                    Segment::Rest => return Some((&*route.endpoint, params)),
                     Segment::Literal(l) => {
                         if parts.get(i) != Some(&l.as_str()) {
                             continue 'routes;
@@ -208,7 +223,7 @@ impl Router {
                 i += 1;
             }
             if i == parts.len() {
-                return Some((route.endpoint.clone(), params));
+                return Some((&*route.endpoint, params));
             }
         }
         None
@@ -258,5 +273,8 @@ mod tests {
         assert!(r.find("/rooms/a/b").is_none());
         assert!(r.find("/static/a/b/c.js").is_some());
         assert!(r.find("/nope").is_none());
+        // More segments than are split onto the stack.
+        assert!(r.find("/static/1/2/3/4/5/6/7/8/9/10.js").is_some());
+        assert!(r.find("/rooms/1/2/3/4/5/6/7/8/9").is_none());
     }
 }

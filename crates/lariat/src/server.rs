@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{header, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -418,16 +418,22 @@ impl Shared {
             (hs, on_upgrade)
         });
         let (parts, body) = req.into_parts();
-        let body = match Limited::new(body, self.config.max_body_size)
-            .collect()
-            .await
-        {
-            Ok(b) => b.to_bytes(),
-            Err(_) => {
-                return finish(response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "request body too large\n",
-                ))
+        // A GET upgrade has no body: hyper knows it from the head (no
+        // content-length, no chunked), so there is nothing to collect.
+        let body = if body.is_end_stream() {
+            Bytes::new()
+        } else {
+            match Limited::new(body, self.config.max_body_size)
+                .collect()
+                .await
+            {
+                Ok(b) => b.to_bytes(),
+                Err(_) => {
+                    return finish(response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "request body too large\n",
+                    ))
+                }
             }
         };
         let request = Request {
@@ -450,7 +456,7 @@ impl Shared {
             Outcome::Respond(r) => return finish(r),
             Outcome::Upgrade(u) => u,
         };
-        let (hs, on_upgrade) = match handshake {
+        let (mut hs, on_upgrade) = match handshake {
             Some((Ok(hs), Some(on))) => (hs, on),
             Some((Err(e), _)) => {
                 // S1.2: the client did not ask for (a valid) upgrade.
@@ -474,9 +480,10 @@ impl Shared {
         let mut res = http::Response::new(Full::new(Bytes::new()));
         *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let h = res.headers_mut();
-        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        if let Ok(v) = HeaderValue::from_str(&hs.accept) {
+        h.insert(header::UPGRADE, WEBSOCKET.clone());
+        h.insert(header::CONNECTION, UPGRADE.clone());
+        // The accept key's own buffer becomes the header value (no copy).
+        if let Ok(v) = HeaderValue::try_from(std::mem::take(&mut hs.accept)) {
             h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
         }
         if let Some(p) = upgrader.protocol() {
@@ -493,6 +500,10 @@ impl Shared {
             h.append(n.clone(), v.clone());
         }
         // S1.1: the handshake completes as soon as hyper has written the 101.
+        // The task keeps the upgrader boxed until hyper hands over the
+        // socket, then the connection boxed: spawning the typed future
+        // instead saved ~240 instructions per handshake but measured
+        // 100-190 bytes more per idle connection.
         tokio::spawn(async move {
             match on_upgrade.await {
                 Ok(upgraded) => {
@@ -506,6 +517,11 @@ impl Shared {
         res
     }
 }
+
+/// The 101's fixed header values, built at compile time (a clone of a
+/// static value copies two words).
+static WEBSOCKET: HeaderValue = HeaderValue::from_static("websocket");
+static UPGRADE: HeaderValue = HeaderValue::from_static("Upgrade");
 
 fn refusal(e: HandshakeError) -> Response {
     let mut r = response(e.status(), format!("{}\n", e.message()));
