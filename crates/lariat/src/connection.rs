@@ -834,8 +834,8 @@ impl<H: Handler> Driver<H> {
             (None, CloseCause::Local) => TerminateReason::Normal,
             (None, CloseCause::Abnormal) => TerminateReason::ConnectionLost,
         };
-        // Boxed: the closing phase (and its drain buffer) would otherwise
-        // count in the size of every live connection's future.
+        // Boxed: the closing phase would otherwise count in the size of
+        // every live connection's future.
         Box::pin(self.finish_io()).await;
         reason
     }
@@ -852,11 +852,23 @@ impl<H: Handler> Driver<H> {
                 io.write_all(&rest).await?;
             }
             io.shutdown().await?;
-            let mut sink = [0u8; 4096];
+            // Whatever the client still sends is read into the worker's
+            // shared buffer (borrowed for one poll at a time) and dropped:
+            // no buffer of its own to allocate and zero per close.
             loop {
-                let mut rb = ReadBuf::new(&mut sink);
-                poll_fn(|cx| Pin::new(&mut *io).poll_read(cx, &mut rb)).await?;
-                if rb.filled().is_empty() {
+                let n = poll_fn(|cx| {
+                    READ_BUF.with(|shared| {
+                        let mut shared = shared.borrow_mut();
+                        let mut rb = ReadBuf::new(&mut shared[..]);
+                        match Pin::new(&mut *io).poll_read(cx, &mut rb) {
+                            Poll::Ready(Ok(())) => Poll::Ready(Ok(rb.filled().len())),
+                            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                            Poll::Pending => Poll::Pending,
+                        }
+                    })
+                })
+                .await?;
+                if n == 0 {
                     return Ok::<(), io::Error>(());
                 }
             }
