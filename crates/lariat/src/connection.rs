@@ -367,7 +367,11 @@ impl<H: Handler> Driver<H> {
                 if self.accepts_callbacks() {
                     self.ctx.buffered = self.queued();
                     let reply = catch(self.handler.missed(count, &mut self.ctx)).await;
+                    // A flow-control notice does not cancel a hibernation
+                    // the handler asked for (S10).
+                    let hibernating = self.hibernating;
                     self.apply(reply);
+                    self.hibernating |= hibernating;
                 }
                 continue;
             }
@@ -376,7 +380,9 @@ impl<H: Handler> Driver<H> {
                 if self.accepts_callbacks() {
                     self.ctx.buffered = self.queued();
                     let reply = catch(self.handler.drain(&mut self.ctx)).await;
+                    let hibernating = self.hibernating;
                     self.apply(reply);
+                    self.hibernating |= hibernating;
                 }
                 continue;
             }
