@@ -183,6 +183,9 @@ pub struct Session {
     deflate: Option<Box<Codec>>,
     /// Compress outgoing messages (Cowboy's `deflate` command turns it off).
     compress: bool,
+    /// The peer will send nothing more: its close frame or the end of its
+    /// stream arrived (see [`peer_finished`](Session::peer_finished)).
+    peer_finished: bool,
     /// Compressed output before its header is known.
     scratch: Vec<u8>,
     message: BytesMut,
@@ -248,6 +251,7 @@ impl Session {
             message_compressed: false,
             deflate: None,
             compress: true,
+            peer_finished: false,
             scratch: Vec::new(),
             message: BytesMut::new(),
             fragments: 0,
@@ -313,6 +317,14 @@ impl Session {
     /// True once a close frame was sent or received: data may no longer be sent.
     pub fn is_closing(&self) -> bool {
         self.state != State::Open
+    }
+
+    /// True once the peer has finished sending: its close frame (RFC 6455
+    /// §5.5.1) or the end of its stream arrived. The driver may then close
+    /// the socket at once after the last bytes (§7.1.1), without waiting for
+    /// anything more from it.
+    pub fn peer_finished(&self) -> bool {
+        self.peer_finished
     }
 
     /// Bytes queued for the peer and not yet taken by [`take_transmit`](Self::take_transmit).
@@ -408,6 +420,7 @@ impl Session {
 
     /// The peer closed its end of the stream.
     pub fn receive_eof(&mut self) {
+        self.peer_finished = true;
         if self.failure.is_some() {
             return;
         }
@@ -648,6 +661,8 @@ impl Session {
                     Some((code, reason)) => (code, reason.to_owned()),
                     None => (CloseCode::NO_STATUS, String::new()),
                 };
+                // §5.5.1: nothing may follow the peer's close frame.
+                self.peer_finished = true;
                 match self.state {
                     State::Open => {
                         // §5.5.1: answer with a close frame, echoing the code.

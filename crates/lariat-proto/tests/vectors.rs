@@ -706,3 +706,41 @@ fn park_and_resume_keep_the_session_s10() {
     let parked = s.park().unwrap();
     assert_eq!(Session::resume(parked).config(), &Config::default());
 }
+
+/// RFC 6455 §7.1.1: the driver may close TCP at once only when the peer has
+/// finished sending: after its close frame (whether it began the closing or
+/// answered ours) or its end of stream, not after we failed the connection
+/// or gave up waiting for its answer.
+#[test]
+fn peer_finished_after_its_close_frame_or_eof_only_rfc6455_7_1_1() {
+    let now = Instant::now();
+    // The peer begins the closing handshake.
+    let mut s = Session::new(Role::Server, Config::default(), now);
+    assert!(!s.peer_finished());
+    s.receive(&frame(true, OpCode::Close, b"\x03\xe8"), now);
+    assert!(s.is_closed() && s.peer_finished());
+    // We begin it; the peer answers.
+    let mut s = Session::new(Role::Server, Config::default(), now);
+    s.send(&Frame::close(1000u16, ""), now).unwrap();
+    assert!(
+        !s.peer_finished(),
+        "our close alone does not finish the peer"
+    );
+    s.receive(&frame(true, OpCode::Close, b"\x03\xe8"), now);
+    assert!(s.is_closed() && s.peer_finished());
+    // We begin it; the peer never answers (the close timeout falls).
+    let mut s = Session::new(Role::Server, Config::default(), now);
+    s.send(&Frame::close(1000u16, ""), now).unwrap();
+    s.handle_timeout(now + Duration::from_secs(3600));
+    assert!(s.is_closed() && !s.peer_finished());
+    // The peer breaks the protocol (§5.2: a reserved opcode): failed, and
+    // it may still be sending.
+    let mut s = Session::new(Role::Server, Config::default(), now);
+    s.receive(&[0x83, 0x80, 1, 2, 3, 4], now);
+    while s.poll_event().is_some() {}
+    assert!(s.is_closed() && !s.peer_finished());
+    // The stream ends.
+    let mut s = Session::new(Role::Server, Config::default(), now);
+    s.receive_eof();
+    assert!(s.is_closed() && s.peer_finished());
+}

@@ -24,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use lariat_proto::{
     CloseCause, CloseCode, Closed, Event, Frame, ParkedSession, Role, Session, UsageError,
 };
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error, info, warn};
@@ -151,6 +151,9 @@ const MAILBOX_BATCH: usize = 64;
 /// A frame with at least this much payload still to come is read straight
 /// into its message buffer.
 const DIRECT_READ_MIN: usize = 16 * 1024;
+/// How much of the shared buffer a split read (see `poll_read_split`) lends
+/// for what follows a large payload: the next header and a little more.
+const SPLIT_TAIL: usize = 4096;
 /// Bytes read in one turn of the task before it yields to the worker's
 /// other connections (a few large frames, or thousands of small ones).
 const FAIR_SHARE: u32 = 128 * 1024;
@@ -547,6 +550,9 @@ impl<H: Handler> Driver<H> {
     fn poll_read(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         if let Some((buf, room)) = self.session.payload_buffer(DIRECT_READ_MIN) {
             self.large_frames = true;
+            if matches!(self.io, Io::Tcp(_)) {
+                return self.poll_read_split(cx);
+            }
             let spare = &mut buf.spare_capacity_mut()[..room];
             let mut rb = ReadBuf::uninit(spare);
             let result = Pin::new(&mut self.io).poll_read(cx, &mut rb);
@@ -581,6 +587,73 @@ impl<H: Handler> Driver<H> {
             }
             r
         })
+    }
+
+    /// A plain socket while a large payload is coming: one `readv` fills the
+    /// rest of the payload straight into its message and whatever follows
+    /// (the next frame's header, the start of its payload) into a corner of
+    /// the shared buffer. One system call per large message instead of two.
+    fn poll_read_split(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+        let Io::Tcp(stream) = &self.io else {
+            return Poll::Ready(Ok(()));
+        };
+        loop {
+            std::task::ready!(stream.poll_read_ready(cx))?;
+            let session = &mut self.session;
+            let read: io::Result<usize> = READ_BUF.with(|shared| {
+                let Some((buf, room)) = session.payload_buffer(DIRECT_READ_MIN) else {
+                    return Ok(0);
+                };
+                let spare = &mut buf.spare_capacity_mut()[..room];
+                let mut shared = shared.borrow_mut();
+                let tail = &mut shared[..SPLIT_TAIL];
+                let iov = [
+                    libc::iovec {
+                        iov_base: spare.as_mut_ptr().cast(),
+                        iov_len: spare.len(),
+                    },
+                    libc::iovec {
+                        iov_base: tail.as_mut_ptr().cast(),
+                        iov_len: tail.len(),
+                    },
+                ];
+                let r = stream.try_io(Interest::READABLE, || {
+                    // SAFETY: both vectors point into live buffers of the
+                    // lengths given, borrowed for the call; the kernel only
+                    // writes into them, and `readv` returns how much.
+                    let n = unsafe { libc::readv(stream.as_raw_fd(), iov.as_ptr(), 2) };
+                    if n < 0 {
+                        Err(io::Error::last_os_error())
+                    } else {
+                        Ok(n as usize)
+                    }
+                });
+                let n = r?;
+                let direct = n.min(room);
+                // SAFETY: `readv` filled the first `direct` bytes of the
+                // spare capacity (it fills the first vector first).
+                unsafe { buf.set_len(buf.len() + direct) };
+                let now = std::time::Instant::now();
+                if n == 0 {
+                    session.receive_eof();
+                } else {
+                    session.payload_received(direct, now);
+                    if n > direct {
+                        session.receive(&tail[..n - direct], now);
+                    }
+                }
+                Ok(n)
+            });
+            match read {
+                Ok(n) => {
+                    self.turn_read = self.turn_read.saturating_add(n as u32);
+                    return Poll::Ready(Ok(()));
+                }
+                // Readiness was stale; `try_io` cleared it: poll again.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+        }
     }
 
     /// What a read returned: `n` bytes fed by `feed`, the end of the stream,
@@ -846,16 +919,28 @@ impl<H: Handler> Driver<H> {
         reason
     }
 
-    /// Write what is left, half-close, and wait briefly for the client to
-    /// close its side (RFC 6455 §7.1.1: the server closes TCP first; lingering
-    /// keeps our close frame from being lost to a reset).
+    /// Write what is left and close (RFC 6455 §7.1.1: the server closes TCP
+    /// first). When the peer has finished sending (its close frame or its end
+    /// of stream arrived), the socket is closed at once: nothing unread is
+    /// left to turn the close into a reset. Otherwise half-close and wait
+    /// briefly for the client to close its side, so that what it still sends
+    /// does not reset the connection before it reads our close frame.
     async fn finish_io(&mut self) {
         let mut rest = self.out.take_rest();
         self.session.take_transmit(&mut rest);
+        let linger = !self.session.peer_finished();
         let io = &mut self.io;
         let done = tokio::time::timeout(LINGER, async move {
             if !rest.is_empty() {
                 io.write_all(&rest).await?;
+            }
+            if !linger {
+                // TLS still says close_notify; a plain socket is closed by
+                // its drop, which sends our FIN after the bytes above.
+                if !matches!(io, Io::Tcp(_)) {
+                    io.shutdown().await?;
+                }
+                return Ok(());
             }
             io.shutdown().await?;
             // Whatever the client still sends is read into the worker's
