@@ -152,8 +152,10 @@ const MAILBOX_BATCH: usize = 64;
 /// into its message buffer.
 const DIRECT_READ_MIN: usize = 16 * 1024;
 /// How much of the shared buffer a split read (see `poll_read_split`) lends
-/// for what follows a large payload: the next header and a little more.
-const SPLIT_TAIL: usize = 4096;
+/// for what follows a large payload: room for the next frame's header and
+/// no more, so that the next large payload, too, is read straight into its
+/// message from its first byte, not copied there from the shared buffer.
+const SPLIT_TAIL: usize = lariat_proto::frame::MAX_HEADER_LEN;
 /// Bytes read in one turn of the task before it yields to the worker's
 /// other connections (a few large frames, or thousands of small ones).
 const FAIR_SHARE: u32 = 128 * 1024;
