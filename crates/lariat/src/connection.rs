@@ -42,12 +42,36 @@ use crate::upgrade::{Flow, SendQueueFull, Upgrade};
 /// hyper's wrapper otherwise.
 pub(crate) enum Io {
     Tcp(TcpStream),
+    /// A connection back from the parking lot (S10), its socket not yet in
+    /// tokio's reactor: reads and writes go straight to the socket, and it
+    /// joins the reactor (`promote`) only once one of them would block. A
+    /// callback that answers and hibernates again parks with no reactor
+    /// registration made and undone. `drained`: the last direct read found
+    /// the socket empty.
+    Raw(std::net::TcpStream, bool),
     Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
     /// Boxed: rare (hyper keeps it only when it cannot give the socket
     /// back), and every connection's future has room for the largest variant.
     Upgraded(Box<TokioIo<hyper::upgrade::Upgraded>>),
     /// The socket was lost on the way to or from the parking lot.
     Detached,
+}
+
+impl Io {
+    /// Put a raw socket into tokio's reactor, to wait on it.
+    fn promote(&mut self) -> io::Result<()> {
+        if let Io::Raw(..) = self {
+            let Io::Raw(socket, _) = std::mem::replace(self, Io::Detached) else {
+                unreachable!("matched above")
+            };
+            *self = Io::Tcp(TcpStream::from_std(socket)?);
+        }
+        Ok(())
+    }
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
 }
 
 fn detached() -> io::Error {
@@ -60,7 +84,19 @@ impl AsyncRead for Io {
         cx: &mut TaskContext<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
+        let io = self.get_mut();
+        if let Io::Raw(s, _) = io {
+            match (&*s).read(buf.initialize_unfilled()) {
+                Ok(n) => {
+                    buf.advance(n);
+                    return Poll::Ready(Ok(()));
+                }
+                Err(e) if !would_block(&e) => return Poll::Ready(Err(e)),
+                Err(_) => io.promote()?,
+            }
+        }
+        match io {
+            Io::Raw(..) => unreachable!("promoted above"),
             Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
             Io::Upgraded(s) => Pin::new(&mut **s).poll_read(cx, buf),
@@ -75,7 +111,15 @@ impl AsyncWrite for Io {
         cx: &mut TaskContext<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
+        let io = self.get_mut();
+        if let Io::Raw(s, _) = io {
+            match std::io::Write::write(&mut &*s, buf) {
+                Err(e) if would_block(&e) => io.promote()?,
+                r => return Poll::Ready(r),
+            }
+        }
+        match io {
+            Io::Raw(..) => unreachable!("promoted above"),
             Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
             Io::Upgraded(s) => Pin::new(&mut **s).poll_write(cx, buf),
@@ -87,7 +131,15 @@ impl AsyncWrite for Io {
         cx: &mut TaskContext<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
+        let io = self.get_mut();
+        if let Io::Raw(s, _) = io {
+            match std::io::Write::write_vectored(&mut &*s, bufs) {
+                Err(e) if would_block(&e) => io.promote()?,
+                r => return Poll::Ready(r),
+            }
+        }
+        match io {
+            Io::Raw(..) => unreachable!("promoted above"),
             Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Io::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Io::Upgraded(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
@@ -97,6 +149,7 @@ impl AsyncWrite for Io {
     fn is_write_vectored(&self) -> bool {
         match self {
             Io::Tcp(s) => s.is_write_vectored(),
+            Io::Raw(..) => true,
             Io::Tls(s) => s.is_write_vectored(),
             Io::Upgraded(s) => s.is_write_vectored(),
             Io::Detached => false,
@@ -105,6 +158,7 @@ impl AsyncWrite for Io {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Io::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Io::Raw(..) => Poll::Ready(Ok(())),
             Io::Tls(s) => Pin::new(s).poll_flush(cx),
             Io::Upgraded(s) => Pin::new(&mut **s).poll_flush(cx),
             Io::Detached => Poll::Ready(Err(detached())),
@@ -113,6 +167,7 @@ impl AsyncWrite for Io {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Raw(s, _) => Poll::Ready(s.shutdown(std::net::Shutdown::Write)),
             Io::Tls(s) => Pin::new(s).poll_shutdown(cx),
             Io::Upgraded(s) => Pin::new(&mut **s).poll_shutdown(cx),
             Io::Detached => Poll::Ready(Err(detached())),
@@ -453,7 +508,7 @@ impl<H: Handler> Driver<H> {
             // (it fires first): if nothing is ready either, park.
             let may_park = self.hibernating
                 && listen_mailbox
-                && matches!(self.io, Io::Tcp(_))
+                && matches!(self.io, Io::Tcp(_) | Io::Raw(..))
                 && self.out.is_empty()
                 && !self.backpressured
                 && self.missed_pending == 0
@@ -479,7 +534,9 @@ impl<H: Handler> Driver<H> {
                 // flow control) instead of growing our queue.
                 let room = self.queued() <= self.flow.backpressure_limit;
                 if self.reading && room && !self.session.is_closed() {
-                    match self.poll_read(cx) {
+                    // Not waiting on the socket this time when parking, or
+                    // when the write made progress (the loop comes back).
+                    match self.poll_read(cx, may_park || ready) {
                         Poll::Ready(Ok(())) => ready = true,
                         Poll::Ready(Err(e)) => {
                             self.io_error = Some(e);
@@ -549,7 +606,29 @@ impl<H: Handler> Driver<H> {
     /// Read once and feed the session: straight into the message buffer
     /// while a large frame's payload is coming (no copy), into the worker's
     /// shared buffer otherwise.
-    fn poll_read(&mut self, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
+    ///
+    /// A socket back from the parking lot is read directly until it is
+    /// drained. Then, if the caller will not wait on the socket this time
+    /// (`no_wait`: it parks, and the lot's epoll set watches the socket; or
+    /// it made progress and comes back), this returns `Pending` with no
+    /// waker set; otherwise the socket joins tokio's reactor to be waited on.
+    fn poll_read(&mut self, cx: &mut TaskContext<'_>, no_wait: bool) -> Poll<io::Result<()>> {
+        if let Io::Raw(_, drained) = self.io {
+            let large = self.session.payload_buffer(DIRECT_READ_MIN).is_some();
+            if !large {
+                if !drained {
+                    if let Some(r) = self.read_raw() {
+                        return r;
+                    }
+                }
+                if no_wait {
+                    return Poll::Pending;
+                }
+            }
+            if let Err(e) = self.io.promote() {
+                return Poll::Ready(Err(e));
+            }
+        }
         if let Some((buf, room)) = self.session.payload_buffer(DIRECT_READ_MIN) {
             self.large_frames = true;
             if matches!(self.io, Io::Tcp(_)) {
@@ -589,6 +668,48 @@ impl<H: Handler> Driver<H> {
             }
             r
         })
+    }
+
+    /// One direct read of a socket outside tokio's reactor into the shared
+    /// buffer; `None` once it has nothing (it is then marked drained).
+    fn read_raw(&mut self) -> Option<Poll<io::Result<()>>> {
+        let Io::Raw(socket, _) = std::mem::replace(&mut self.io, Io::Detached) else {
+            return None;
+        };
+        let mut drained = false;
+        let limit = if self.large_frames {
+            4096
+        } else {
+            READ_BUF_SIZE
+        };
+        let r = READ_BUF.with(|shared| {
+            let mut shared = shared.borrow_mut();
+            let read = loop {
+                match (&socket).read(&mut shared[..limit]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    r => break r,
+                }
+            };
+            match read {
+                Ok(n) => {
+                    // A short read emptied the socket's queue.
+                    drained = n < limit;
+                    let data = &shared[..n];
+                    let r = self.after_read(Poll::Ready(Ok(())), n, |s, now| s.receive(data, now));
+                    if n > 0 && self.session.payload_buffer(DIRECT_READ_MIN).is_none() {
+                        self.large_frames = false;
+                    }
+                    Some(r)
+                }
+                Err(e) if would_block(&e) => {
+                    drained = true;
+                    None
+                }
+                Err(e) => Some(Poll::Ready(Err(e))),
+            }
+        });
+        self.io = Io::Raw(socket, drained);
+        r
     }
 
     /// A plain socket while a large payload is coming: one `readv` fills the
@@ -939,7 +1060,7 @@ impl<H: Handler> Driver<H> {
             if !linger {
                 // TLS still says close_notify; a plain socket is closed by
                 // its drop, which sends our FIN after the bytes above.
-                if !matches!(io, Io::Tcp(_)) {
+                if !matches!(io, Io::Tcp(_) | Io::Raw(..)) {
                     io.shutdown().await?;
                 }
                 return Ok(());
@@ -989,20 +1110,21 @@ impl<H: Handler> Driver<H> {
                 return Err(Box::new(self));
             }
         };
-        let stream = match std::mem::replace(&mut self.io, Io::Detached) {
-            Io::Tcp(s) => s,
+        let socket = match std::mem::replace(&mut self.io, Io::Detached) {
+            // Back from the lot and never waited: not in tokio's reactor.
+            Io::Raw(s, _) => s,
+            // Out of tokio's reactor: its registration is freed.
+            Io::Tcp(stream) => match stream.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    // The socket is gone with the failed deregistration.
+                    self.io_error = Some(e);
+                    self.session = Session::resume(session);
+                    return Err(Box::new(self));
+                }
+            },
             other => {
                 self.io = other;
-                self.session = Session::resume(session);
-                return Err(Box::new(self));
-            }
-        };
-        // Out of tokio's reactor: its registration is freed.
-        let socket = match stream.into_std() {
-            Ok(s) => s,
-            Err(e) => {
-                // The socket is gone with the failed deregistration.
-                self.io_error = Some(e);
                 self.session = Session::resume(session);
                 return Err(Box::new(self));
             }
@@ -1125,20 +1247,21 @@ impl<H: Handler> Hibernated<H> {
         let now = Instant::now();
         let mut session = Session::resume(session);
         let mut io_error = None;
+        let mut raw_drained = false;
         if reading {
-            // Read what is there before tokio takes the socket: its readiness
-            // starts empty, so a connection woken by data would otherwise
-            // wait for the reactor to say what the lot already knew.
+            // Read what is there now: the lot knows the socket is readable
+            // (or a message or a deadline woke it), and the socket is not in
+            // tokio's reactor, whose readiness would start empty.
             READ_BUF.with(|shared| {
                 let mut shared = shared.borrow_mut();
                 match (&socket).read(&mut shared[..]) {
                     Ok(0) => session.receive_eof(),
-                    Ok(n) => session.receive(&shared[..n], now.into_std()),
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-                        ) => {}
+                    Ok(n) => {
+                        raw_drained = n < shared.len();
+                        session.receive(&shared[..n], now.into_std());
+                    }
+                    Err(e) if would_block(&e) => raw_drained = true,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
                         io_error = Some(e);
                         session.receive_eof();
@@ -1146,13 +1269,9 @@ impl<H: Handler> Hibernated<H> {
                 }
             });
         }
-        let io = match TcpStream::from_std(socket) {
-            Ok(s) => Io::Tcp(s),
-            Err(e) => {
-                io_error = Some(e);
-                Io::Detached
-            }
-        };
+        // Outside tokio's reactor until it must wait on the socket (see
+        // `Io::Raw`).
+        let io = Io::Raw(socket, raw_drained);
         let mut ctx = Context::new(handle, peer, None);
         let mut flow = Flow::default();
         let mut shutdown_reason = None;
