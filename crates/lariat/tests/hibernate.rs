@@ -308,6 +308,68 @@ async fn hibernating_connection_echoes_100_kib_and_parks_again() {
     wait_parked(&stats, 1).await;
 }
 
+/// S10, S6: a parked connection woken by a mailbox message answers with
+/// more than the socket buffers hold (24 MiB) while the client is not
+/// reading. The connection, back from the lot outside tokio's reactor,
+/// finds its write blocked, waits for the client as a task (it does not park
+/// with bytes unsent), delivers every byte once the client reads, and parks
+/// again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_connection_whose_reply_blocks_waits_then_parks_again() {
+    const BIG: usize = 24 << 20;
+    let (router, mut probes) = sleepy_router(Sleepy::new, |u| u);
+    let (addr, stats) = start(router).await;
+    let (mut s, _) = raw::upgrade(addr, "/", "").await;
+    let h = next_handle(&mut probes).await;
+    wait_parked(&stats, 1).await;
+
+    let body: String = (0..BIG).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+    h.send(body.clone()).unwrap();
+    // The reply cannot all fit in the kernel's buffers: the connection is
+    // woken and stays awake, with bytes unsent, while nobody reads.
+    let deadline = Instant::now() + T;
+    while stats.hibernating() != 0 {
+        assert!(Instant::now() < deadline, "the connection never woke");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        stats.hibernating(),
+        0,
+        "parked again with its reply not yet sent"
+    );
+
+    // Now read the whole frame: a text frame, unmasked (§5.1), 64-bit length.
+    let mut head = [0u8; 10];
+    tokio::time::timeout(T, s.read_exact(&mut head))
+        .await
+        .expect("reply in time")
+        .unwrap();
+    assert_eq!(head[0], 0x81);
+    assert_eq!(head[1], 127);
+    let len = u64::from_be_bytes(head[2..10].try_into().unwrap()) as usize;
+    let want = format!("info: {body}");
+    assert_eq!(len, want.len());
+    let mut got = vec![0u8; len];
+    tokio::time::timeout(T, s.read_exact(&mut got))
+        .await
+        .expect("the whole reply in time")
+        .unwrap();
+    assert!(got == want.as_bytes(), "the 24 MiB reply differs");
+    wait_parked(&stats, 1).await;
+
+    // Still answering after that, and parking.
+    s.write_all(&raw::frame(0x81, b"still here")).await.unwrap();
+    let mut echo = [0u8; 12];
+    tokio::time::timeout(T, s.read_exact(&mut echo))
+        .await
+        .expect("echo in time")
+        .unwrap();
+    assert_eq!(&echo[..2], &[0x81, 10]);
+    assert_eq!(&echo[2..], b"still here");
+    wait_parked(&stats, 1).await;
+}
+
 /// S10 hibernate at scale: 200 hibernating connections all park, each is
 /// resumed for its own distinct message and answers it (no wake goes to the
 /// wrong connection, none is lost), and all park again.
