@@ -53,6 +53,11 @@ pub(crate) enum Io {
     /// Boxed: rare (hyper keeps it only when it cannot give the socket
     /// back), and every connection's future has room for the largest variant.
     Upgraded(Box<TokioIo<hyper::upgrade::Upgraded>>),
+    /// Not yet handed over: hyper writes the 101, then this resolves to the
+    /// socket ([`Driver::take_over`], the task's first step). The task is
+    /// spawned at the handshake and waits here, so one task serves the
+    /// connection from the 101 on, in the room the socket takes later.
+    Pending(hyper::upgrade::OnUpgrade),
     /// The socket was lost on the way to or from the parking lot.
     Detached,
 }
@@ -100,7 +105,7 @@ impl AsyncRead for Io {
             Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
             Io::Upgraded(s) => Pin::new(&mut **s).poll_read(cx, buf),
-            Io::Detached => Poll::Ready(Err(detached())),
+            Io::Pending(_) | Io::Detached => Poll::Ready(Err(detached())),
         }
     }
 }
@@ -123,7 +128,7 @@ impl AsyncWrite for Io {
             Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
             Io::Upgraded(s) => Pin::new(&mut **s).poll_write(cx, buf),
-            Io::Detached => Poll::Ready(Err(detached())),
+            Io::Pending(_) | Io::Detached => Poll::Ready(Err(detached())),
         }
     }
     fn poll_write_vectored(
@@ -143,7 +148,7 @@ impl AsyncWrite for Io {
             Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Io::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Io::Upgraded(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
-            Io::Detached => Poll::Ready(Err(detached())),
+            Io::Pending(_) | Io::Detached => Poll::Ready(Err(detached())),
         }
     }
     fn is_write_vectored(&self) -> bool {
@@ -152,7 +157,7 @@ impl AsyncWrite for Io {
             Io::Raw(..) => true,
             Io::Tls(s) => s.is_write_vectored(),
             Io::Upgraded(s) => s.is_write_vectored(),
-            Io::Detached => false,
+            Io::Pending(_) | Io::Detached => false,
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
@@ -161,7 +166,7 @@ impl AsyncWrite for Io {
             Io::Raw(..) => Poll::Ready(Ok(())),
             Io::Tls(s) => Pin::new(s).poll_flush(cx),
             Io::Upgraded(s) => Pin::new(&mut **s).poll_flush(cx),
-            Io::Detached => Poll::Ready(Err(detached())),
+            Io::Pending(_) | Io::Detached => Poll::Ready(Err(detached())),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<io::Result<()>> {
@@ -170,7 +175,7 @@ impl AsyncWrite for Io {
             Io::Raw(s, _) => Poll::Ready(s.shutdown(std::net::Shutdown::Write)),
             Io::Tls(s) => Pin::new(s).poll_shutdown(cx),
             Io::Upgraded(s) => Pin::new(&mut **s).poll_shutdown(cx),
-            Io::Detached => Poll::Ready(Err(detached())),
+            Io::Pending(_) | Io::Detached => Poll::Ready(Err(detached())),
         }
     }
 }
@@ -178,8 +183,18 @@ impl AsyncWrite for Io {
 /// Recover the socket from hyper's upgrade (and the bytes hyper read past the
 /// request), so the connection pays for no extra buffer or indirection.
 pub(crate) fn unwrap_upgraded(upgraded: hyper::upgrade::Upgraded) -> (Io, Bytes) {
-    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => return (Io::Tcp(parts.io.into_inner()), parts.read_buf),
+    let upgraded = match upgraded.downcast::<TokioIo<crate::direct::Rewind>>() {
+        Ok(parts) => {
+            let rewind = parts.io.into_inner();
+            // hyper reads the whole prefix at its first read (its buffer is
+            // larger); were some left, it would come after what hyper holds.
+            let leftover = if rewind.prefix.is_empty() {
+                parts.read_buf
+            } else {
+                [parts.read_buf, rewind.prefix].concat().into()
+            };
+            return (Io::Tcp(rewind.stream), leftover);
+        }
         Err(upgraded) => upgraded,
     };
     match upgraded.downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>() {
@@ -321,6 +336,9 @@ pub(crate) fn run<H: Handler>(
 fn lifecycle<H: Handler>(mut d: Driver<H>, init: bool) -> impl Future<Output = ()> + Send {
     async move {
         if init {
+            if !d.take_over().await {
+                return;
+            }
             // S3: the after-upgrade init, before any frame is handled.
             let reply = catch(d.handler.init(&mut d.ctx)).await;
             d.apply(reply);
@@ -374,6 +392,33 @@ impl<H: Handler> Driver<H> {
         let handler = &mut self.handler;
         if let Err(p) = std::panic::catch_unwind(AssertUnwindSafe(|| handler.terminate(&reason))) {
             error!(conn = id, panic = %panic_message(&*p), "websocket handler panicked in terminate");
+        }
+    }
+
+    /// Wait for hyper to hand the socket over (the 101 is written) and feed
+    /// the session what hyper read past the request. False: the upgrade did
+    /// not complete (the client left first); the connection ends unseen by
+    /// its handler, whose init never ran.
+    async fn take_over(&mut self) -> bool {
+        let Io::Pending(on_upgrade) = &mut self.io else {
+            return true;
+        };
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let (io, leftover) = unwrap_upgraded(upgraded);
+                self.io = io;
+                if !leftover.is_empty() {
+                    self.session.receive(&leftover, Instant::now().into_std());
+                }
+                true
+            }
+            Err(e) => {
+                debug!(conn = self.ctx.id(), peer = %self.ctx.peer, error = %e, "upgrade did not complete");
+                self.io = Io::Detached;
+                self.close_mailbox();
+                self.server.deregister(self.ctx.id());
+                false
+            }
         }
     }
 
@@ -1369,6 +1414,13 @@ mod tests {
         let f = run(Upgrade::new(Quiet), Io::Tcp(s), Bytes::new(), peer, link);
         let size = std::mem::size_of_val(&f);
         assert!(size <= 1048, "the connection future is {size} bytes");
+        // And as spawned at the handshake, waiting for hyper's upgrade.
+        let mut req = http::Request::new(());
+        let link = crate::server::ServerLink::for_tests();
+        let on_upgrade = Io::Pending(hyper::upgrade::on(&mut req));
+        let first = run(Upgrade::new(Quiet), on_upgrade, Bytes::new(), peer, link);
+        let first = std::mem::size_of_val(&first);
+        assert!(first <= 1048, "a new connection's future is {first} bytes");
         assert!(
             std::mem::size_of::<Session>() <= 376,
             "{}",

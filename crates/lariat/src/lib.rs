@@ -35,6 +35,7 @@
 #![deny(missing_docs)]
 
 mod connection;
+mod direct;
 mod handle;
 mod handler;
 mod outbox;

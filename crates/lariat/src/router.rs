@@ -30,8 +30,9 @@ pub(crate) trait Upgrader: Send {
         &mut self,
         offers: &[lariat_proto::handshake::ExtensionOffer],
     ) -> Option<String>;
-    /// Start the connection's task. Its own task, not a future boxed in
-    /// the upgrade's: one allocation per connection, not two.
+    /// Start the connection's task. `io` may still be hyper's pending
+    /// upgrade ([`crate::connection::Io::Pending`]): the task then waits for
+    /// the socket itself (once the 101 is written), no task of its own.
     fn spawn(
         self: Box<Self>,
         io: crate::connection::Io,

@@ -10,23 +10,23 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, StatusCode};
+use http::{header, HeaderName, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Body as _, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use lariat_proto::handshake::{validate_request, HandshakeError};
+use lariat_proto::handshake::{validate_request, ClientHandshake, HandshakeError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, ToSocketAddrs};
 use tokio::sync::Notify;
 use tracing::{debug, error, info, warn};
 
-use crate::connection::{catch, unwrap_upgraded};
+use crate::connection::{catch, Io};
 use crate::handle::Shutdown;
 use crate::parking::Lot;
 use crate::request::{response, Request, Response};
-use crate::router::{Outcome, Router};
+use crate::router::{Outcome, Router, Upgrader};
 
 /// Server-wide settings.
 #[derive(Debug, Clone)]
@@ -67,10 +67,10 @@ impl Default for ServerConfig {
 /// cap and the drain, and each WebSocket's shutdown switch.
 pub(crate) struct Registry {
     open: AtomicUsize,
-    shutting_down: AtomicBool,
+    pub(crate) shutting_down: AtomicBool,
     websockets: Mutex<HashMap<u64, Weak<dyn Shutdown>>>,
     /// Wakes HTTP connections to shut down gracefully.
-    shutdown: Notify,
+    pub(crate) shutdown: Notify,
     /// Notified each time a connection closes.
     closed: Notify,
     /// Where hibernated connections wait without a task (S10).
@@ -114,7 +114,7 @@ impl Registry {
 }
 
 /// One open TCP connection, counted while this lives.
-pub(crate) struct Slot(Arc<Registry>);
+pub(crate) struct Slot(pub(crate) Arc<Registry>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -139,7 +139,7 @@ impl Drop for ServerLink {
 }
 
 impl ServerLink {
-    fn new(slot: &Slot) -> ServerLink {
+    pub(crate) fn new(slot: &Slot) -> ServerLink {
         slot.0.open.fetch_add(1, Ordering::SeqCst);
         ServerLink {
             registry: slot.0.clone(),
@@ -303,7 +303,7 @@ impl Server {
             let _ = stream.set_nodelay(true);
             match &self.tls {
                 None => {
-                    tokio::spawn(serve_http(shared.clone(), stream, peer, slot));
+                    tokio::spawn(serve_plain(shared.clone(), stream, peer, slot));
                 }
                 Some(acceptor) => {
                     let accept = acceptor.accept(stream);
@@ -311,7 +311,7 @@ impl Server {
                     tokio::spawn(async move {
                         match tokio::time::timeout(shared.config.header_read_timeout, accept).await
                         {
-                            Ok(Ok(tls)) => serve_http(shared, tls, peer, slot).await,
+                            Ok(Ok(tls)) => serve_http(shared, tls, peer, slot, None).await,
                             Ok(Err(e)) => info!(%peer, error = %e, "TLS handshake failed"),
                             Err(_) => info!(%peer, "TLS handshake timed out"),
                         }
@@ -344,19 +344,59 @@ impl Server {
     }
 }
 
+/// A plain TCP connection: its first request upgraded on the direct path if
+/// it can be ([`crate::direct`]), else served by hyper from its first byte.
+async fn serve_plain(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    slot: Arc<Slot>,
+) {
+    match crate::direct::first_request(&shared, stream, peer, &slot).await {
+        First::Done => drop(slot),
+        First::Hyper(stream, answer) => serve_http(shared, stream, peer, slot, answer).await,
+    }
+}
+
+/// What the direct path left for hyper to do, if anything.
+pub(crate) enum First {
+    /// Upgraded, refused, or gone: nothing is left.
+    Done,
+    /// Serve the connection, the bytes already read first; and, for its
+    /// first request, the response init has already chosen (init runs once).
+    /// (Boxed: rare, and the enum is returned by value on the hot path.)
+    Hyper(
+        crate::direct::Rewind,
+        Option<Box<http::Response<Full<Bytes>>>>,
+    ),
+}
+
 /// Serve one HTTP/1.1 connection (keep-alive), until it ends, upgrades, or
-/// the server shuts down.
-async fn serve_http<S>(shared: Arc<Shared>, stream: S, peer: SocketAddr, slot: Arc<Slot>)
-where
+/// the server shuts down. `answer`: the first request's response, already
+/// decided.
+async fn serve_http<S>(
+    shared: Arc<Shared>,
+    stream: S,
+    peer: SocketAddr,
+    slot: Arc<Slot>,
+    answer: Option<Box<http::Response<Full<Bytes>>>>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let registry = slot.0.clone();
     let svc_shared = shared.clone();
     let svc_slot = slot.clone();
+    let answer = std::sync::Mutex::new(answer);
     let service = service_fn(move |req| {
         let shared = svc_shared.clone();
         let slot = svc_slot.clone();
-        async move { Ok::<_, Infallible>(shared.dispatch(req, peer, slot).await) }
+        let answer = answer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        async move {
+            Ok::<_, Infallible>(match answer {
+                Some(r) => *r,
+                None => shared.dispatch(req, peer, slot).await,
+            })
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -395,9 +435,9 @@ async fn refuse_busy(mut stream: tokio::net::TcpStream) {
     .await;
 }
 
-struct Shared {
-    router: Router,
-    config: ServerConfig,
+pub(crate) struct Shared {
+    pub(crate) router: Router,
+    pub(crate) config: ServerConfig,
 }
 
 impl Shared {
@@ -470,47 +510,57 @@ impl Shared {
                 ))
             }
         };
-        // S2.4: never answer with a subprotocol the client did not offer.
-        if let Some(p) = upgrader.protocol() {
-            if !hs.protocols.iter().any(|o| o == p) {
-                warn!(%peer, protocol = p, "init chose a subprotocol the client did not offer; left out");
-                upgrader.clear_protocol();
-            }
-        }
         let mut res = http::Response::new(Full::new(Bytes::new()));
         *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         let h = res.headers_mut();
         h.insert(header::UPGRADE, WEBSOCKET.clone());
         h.insert(header::CONNECTION, UPGRADE.clone());
-        // The accept key's own buffer becomes the header value (no copy).
-        if let Ok(v) = HeaderValue::try_from(std::mem::take(&mut hs.accept)) {
-            h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
-        }
-        if let Some(p) = upgrader.protocol() {
-            if let Ok(v) = HeaderValue::from_str(p) {
-                h.insert(header::SEC_WEBSOCKET_PROTOCOL, v);
-            }
-        }
-        if let Some(ext) = upgrader.negotiate_deflate(&hs.extensions) {
-            if let Ok(v) = HeaderValue::from_str(&ext) {
-                h.insert(header::SEC_WEBSOCKET_EXTENSIONS, v);
-            }
-        }
-        for (n, v) in upgrader.headers() {
-            h.append(n.clone(), v.clone());
-        }
-        // S1.1: the handshake completes as soon as hyper has written the 101.
-        tokio::spawn(async move {
-            match on_upgrade.await {
-                Ok(upgraded) => {
-                    let (io, leftover) = unwrap_upgraded(upgraded);
-                    // The connection gets a task of its own; this one ends.
-                    upgrader.spawn(io, leftover, peer, ServerLink::new(&slot));
-                }
-                Err(e) => debug!(%peer, error = %e, "upgrade did not complete"),
-            }
+        upgrade_headers(&mut *upgrader, &mut hs, peer, |n, v| {
+            h.append(n, v);
         });
+        // S1.1: the handshake completes as soon as hyper has written the 101;
+        // then the connection's task takes the socket over.
+        upgrader.spawn(
+            Io::Pending(on_upgrade),
+            Bytes::new(),
+            peer,
+            ServerLink::new(&slot),
+        );
         res
+    }
+}
+
+/// The 101's headers beyond Upgrade and Connection, once init has asked to
+/// upgrade: the accept key, the subprotocol (S2.4: never one the client did
+/// not offer), permessage-deflate's answer, then init's own headers.
+pub(crate) fn upgrade_headers(
+    upgrader: &mut dyn Upgrader,
+    hs: &mut ClientHandshake,
+    peer: SocketAddr,
+    mut put: impl FnMut(HeaderName, HeaderValue),
+) {
+    if let Some(p) = upgrader.protocol() {
+        if !hs.protocols.iter().any(|o| o == p) {
+            warn!(%peer, protocol = p, "init chose a subprotocol the client did not offer; left out");
+            upgrader.clear_protocol();
+        }
+    }
+    // The accept key's own buffer becomes the header value (no copy).
+    if let Ok(v) = HeaderValue::try_from(std::mem::take(&mut hs.accept)) {
+        put(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if let Some(p) = upgrader.protocol() {
+        if let Ok(v) = HeaderValue::from_str(p) {
+            put(header::SEC_WEBSOCKET_PROTOCOL, v);
+        }
+    }
+    if let Some(ext) = upgrader.negotiate_deflate(&hs.extensions) {
+        if let Ok(v) = HeaderValue::from_str(&ext) {
+            put(header::SEC_WEBSOCKET_EXTENSIONS, v);
+        }
+    }
+    for (n, v) in upgrader.headers() {
+        put(n.clone(), v.clone());
     }
 }
 
@@ -519,7 +569,7 @@ impl Shared {
 static WEBSOCKET: HeaderValue = HeaderValue::from_static("websocket");
 static UPGRADE: HeaderValue = HeaderValue::from_static("Upgrade");
 
-fn refusal(e: HandshakeError) -> Response {
+pub(crate) fn refusal(e: HandshakeError) -> Response {
     let mut r = response(e.status(), format!("{}\n", e.message()));
     for (n, v) in e.headers() {
         r.headers_mut().insert(*n, HeaderValue::from_static(v));
@@ -527,6 +577,6 @@ fn refusal(e: HandshakeError) -> Response {
     r
 }
 
-fn finish(r: Response) -> http::Response<Full<Bytes>> {
+pub(crate) fn finish(r: Response) -> http::Response<Full<Bytes>> {
     r.map(Full::new)
 }
