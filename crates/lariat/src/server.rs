@@ -278,6 +278,7 @@ impl Server {
             config: self.config,
         });
         let mut signal = std::pin::pin!(signal);
+        let _anchor = AbortOnDrop(tokio::spawn(timer_anchor()));
         loop {
             let accepted = tokio::select! {
                 r = self.listener.accept() => r,
@@ -341,6 +342,29 @@ impl Server {
             );
         }
         Ok(())
+    }
+}
+
+/// Keeps tokio's timer driver due to wake within a second, for as long as
+/// the server runs. The driver wakes itself (an eventfd write, a system call)
+/// whenever a timer is registered earlier than its next planned wake; with
+/// this one a second away, a connection's timers (its idle timeout, a minute
+/// away) never are, and opening a connection costs no such wake. One timer
+/// firing a second is the price.
+async fn timer_anchor() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+    }
+}
+
+/// Aborts its task when dropped (the server's own helpers end with it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
