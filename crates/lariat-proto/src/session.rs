@@ -84,6 +84,10 @@ pub const SPLICE_MIN: usize = 16 * 1024;
 /// The most one [`Session::payload_buffer`] lends at a time.
 const DIRECT_READ_MAX: usize = 256 * 1024;
 
+/// Most room a small message takes for the messages after it in the same
+/// read (see `begin_frame`): a kept message keeps at most this much alive.
+const BATCH_ROOM_MAX: usize = 4096;
+
 /// The default [`Config::max_fragments`].
 pub const DEFAULT_MAX_FRAGMENTS: u32 = 16_384;
 
@@ -478,13 +482,15 @@ impl Session {
                 }
             }
         };
-        self.begin_frame(header)?;
+        self.begin_frame(header, data.len() - used)?;
         Ok(used)
     }
 
     /// Check a header against the message rules and the limits, before any of
     /// its payload is read.
-    fn begin_frame(&mut self, h: FrameHeader) -> Result<(), ProtocolError> {
+    ///
+    /// `following`: how many bytes of this read come after the header.
+    fn begin_frame(&mut self, h: FrameHeader, following: usize) -> Result<(), ProtocolError> {
         let discard = self.state != State::Open && !h.opcode.is_control();
         if !h.opcode.is_control() && !discard {
             match (h.opcode, self.message_op) {
@@ -517,8 +523,13 @@ impl Session {
                 self.message_op = Some(h.opcode);
                 self.message_compressed = h.rsv1;
             }
-            // Grow with what arrives, not with what the header announces.
-            self.message.reserve(h.payload_len.min(64 * 1024) as usize);
+            // Grow with what arrives, not with what the header announces;
+            // and take room for the rest of this read too: the messages it
+            // holds are then split off one allocation, not one each (a
+            // client that sends many small frames at once).
+            let payload = h.payload_len.min(64 * 1024) as usize;
+            self.message
+                .reserve(payload.max(following.min(BATCH_ROOM_MAX)));
         }
         self.frame = Some(InFrame {
             opcode: h.opcode,
@@ -965,6 +976,17 @@ impl Session {
     }
 
     // ------------------------------------------------------------- memory
+
+    /// Let the message buffer go if it holds nothing (no message is being
+    /// received): the driver calls this before it waits, so that an idle
+    /// connection does not keep the room its last read took (at most
+    /// [`BATCH_ROOM_MAX`] bytes, shared with the messages split off it).
+    #[inline]
+    pub fn release_message_buffer(&mut self) {
+        if self.message.is_empty() && self.message_op.is_none() {
+            self.message = BytesMut::new();
+        }
+    }
 
     /// Give back every buffer that holds nothing (S10: hibernate). Buffers
     /// holding part of a frame or message, or bytes not yet sent, are kept.

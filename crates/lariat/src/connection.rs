@@ -530,7 +530,9 @@ impl<H: Handler> Driver<H> {
                 self.turn_read = 0;
                 tokio::task::yield_now().await;
             }
-            // 4. Wait for the socket, the mailbox or a timer.
+            // 4. Wait for the socket, the mailbox or a timer, holding no
+            // room for messages not yet begun.
+            self.session.release_message_buffer();
             let deadline = match (self.session.poll_timeout(), self.ctx.timers.next_deadline()) {
                 (Some(a), Some(b)) => Some(Instant::from_std(a).min(b)),
                 (Some(a), None) => Some(Instant::from_std(a)),
