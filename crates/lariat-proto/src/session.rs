@@ -84,6 +84,19 @@ pub const SPLICE_MIN: usize = 16 * 1024;
 /// The most one [`Session::payload_buffer`] lends at a time.
 const DIRECT_READ_MAX: usize = 256 * 1024;
 
+/// The complete message in `buf`, as `Bytes`. The whole buffer when little
+/// room is left after it (no allocation: a `BytesMut` that never shared its
+/// memory becomes `Bytes` as it is); split off it when the rest of the room is
+/// for the messages after it in the same read.
+#[inline]
+fn take_message(buf: &mut BytesMut) -> Bytes {
+    if buf.capacity() - buf.len() < 64 {
+        std::mem::take(buf).freeze()
+    } else {
+        buf.split().freeze()
+    }
+}
+
 /// Most room a small message takes for the messages after it in the same
 /// read (see `begin_frame`): a kept message keeps at most this much alive.
 const BATCH_ROOM_MAX: usize = 4096;
@@ -628,7 +641,7 @@ impl Session {
                     if text {
                         self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                     }
-                    self.message.split().freeze()
+                    take_message(&mut self.message)
                 };
                 let message = if text {
                     Message::Text(Text::from_validated(payload))
