@@ -567,7 +567,24 @@ impl<H: Handler> Driver<H> {
                 if !self.out.is_empty() {
                     match self.out.poll_write(&mut self.io, cx) {
                         Poll::Ready(Ok(_)) => {
-                            ready = true;
+                            // All written, and nothing a finished write
+                            // unblocks (a drain, a skipped publication, a
+                            // hibernation, the close): wait right here for
+                            // what comes next, instead of going round the
+                            // loop once more only to come back. (The refill
+                            // takes nothing: the session's output was all
+                            // taken; it lets go of what was written.)
+                            let quiet = self.out.is_empty()
+                                && !self.hibernating
+                                && !self.backpressured
+                                && self.missed_pending == 0
+                                && self.accepts_callbacks();
+                            if quiet {
+                                self.out.refill(&mut self.session);
+                            }
+                            if !quiet || !self.out.is_empty() {
+                                ready = true;
+                            }
                         }
                         Poll::Ready(Err(e)) => {
                             self.io_error = Some(e);
