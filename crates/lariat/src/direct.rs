@@ -50,6 +50,10 @@ pub(crate) async fn first_request(
     let registry = &slot.0;
     let mut buf = BytesMut::with_capacity(FIRST_READ);
     loop {
+        // Made before the flag is read: a shutdown begun after the read
+        // still wakes it (`notify_waiters` reaches every `Notified` made
+        // before it, polled or not).
+        let shutdown = registry.shutdown.notified();
         if registry.shutting_down.load(Ordering::SeqCst) {
             // hyper closes an idle connection at once on shutdown.
             return hand_over(stream, buf.freeze(), None);
@@ -60,11 +64,10 @@ pub(crate) async fn first_request(
             Ok(_) => break,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Waiting for the first byte has no deadline, as in hyper
-                // (whose header read timeout starts with the first byte):
-                // a timer here would cost every connection a timer-wheel
-                // entry and a wake of the runtime's driver. Silent
-                // connections count against `max_connections`.
-                let shutdown = registry.shutdown.notified();
+                // (whose header read timeout starts with the first byte; a
+                // timer here would cost every connection a timer-wheel
+                // entry). Silent connections count against
+                // `max_connections`, and end at shutdown.
                 tokio::select! {
                     ready = stream.readable() => {
                         if let Err(e) = ready {

@@ -681,6 +681,37 @@ async fn graceful_shutdown_closes_every_websocket_with_1001() {
     assert!(TcpStream::connect(addr).await.is_err());
 }
 
+/// A connection that has sent nothing yet (its first request not begun) is
+/// closed at shutdown at once, and the server returns without waiting out
+/// the drain timeout (10 s) for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_closes_a_connection_that_sent_nothing() {
+    let router = Router::new().route("/ws", |_| async { Init::upgrade(Echo) });
+    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve_with_shutdown(router, async {
+        let _ = stop_rx.await;
+    }));
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    // Accepted, and waiting for its first byte.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t0 = Instant::now();
+    stop_tx.send(()).unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(3), silent.read(&mut buf))
+        .await
+        .expect("the silent connection was not closed at shutdown")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "no bytes, only the close");
+    tokio::time::timeout(Duration::from_secs(3), serving)
+        .await
+        .expect("serve_with_shutdown waited for the silent connection")
+        .unwrap()
+        .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+}
+
 // --------------------------------------------------------------------- defaults
 
 #[tokio::test]
