@@ -993,7 +993,7 @@ impl Session {
     /// Let the message buffer go if it holds nothing (no message is being
     /// received): the driver calls this before it waits, so that an idle
     /// connection does not keep the room its last read took (at most
-    /// [`BATCH_ROOM_MAX`] bytes, shared with the messages split off it).
+    /// 4 KiB, shared with the messages split off it).
     #[inline]
     pub fn release_message_buffer(&mut self) {
         if self.message.is_empty() && self.message_op.is_none() {
