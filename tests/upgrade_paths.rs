@@ -198,3 +198,14 @@ async fn init_panicking_on_the_direct_path_gets_500() {
     ws.send(&raw::text("still here")).await;
     assert_eq!(ws.read_text().await, "still here");
 }
+
+/// A head larger than the direct path's first read (4 KiB; here a 5 KiB
+/// cookie, under the 16 KiB limit): hyper reads the rest and upgrades.
+#[tokio::test]
+async fn head_over_4_kib_upgrades_through_hyper() {
+    let (addr, _) = server().await;
+    let extra = format!("Cookie: c={}\r\n", "x".repeat(5 * 1024));
+    let (mut c, r) = Conn::upgrade(addr, "/ws", &extra, &raw::text("big head")).await;
+    assert_101(&r);
+    assert_eq!(c.read_text().await, "big head");
+}
