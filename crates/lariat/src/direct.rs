@@ -23,12 +23,12 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 use lariat_proto::handshake::validate_request;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tracing::{debug, error};
+use tracing::debug;
 
-use crate::connection::{catch, Io};
-use crate::request::{response, Request};
+use crate::connection::Io;
+use crate::request::Request;
 use crate::router::Outcome;
-use crate::server::{finish, upgrade_headers, First, ServerLink, Shared, Slot};
+use crate::server::{call_init, finish, upgrade_headers, First, ServerLink, Shared, Slot};
 
 /// The first read's buffer. A browser's upgrade request, cookies included,
 /// is well under this; a head that does not fit goes to hyper, whose buffer
@@ -49,6 +49,7 @@ pub(crate) async fn first_request(
 ) -> First {
     let registry = &slot.0;
     let mut buf = BytesMut::with_capacity(FIRST_READ);
+    let mut deadline = None;
     loop {
         // Made before the flag is read: a shutdown begun after the read
         // still wakes it (`notify_waiters` reaches every `Notified` made
@@ -63,11 +64,15 @@ pub(crate) async fn first_request(
             Ok(0) => return First::Done,
             Ok(_) => break,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                // Waiting for the first byte has no deadline, as in hyper
-                // (whose header read timeout starts with the first byte; a
-                // timer here would cost every connection a timer-wheel
-                // entry). Silent connections count against
-                // `max_connections`, and end at shutdown.
+                // The header read timeout counts from the accept, as in
+                // hyper: a client that sends nothing is closed at it. The
+                // deadline is fixed the first time the read would block, so
+                // a request already there costs no timer. A head begun
+                // here and finished in hyper gets hyper's own timeout on
+                // top: at most twice the setting in all.
+                let deadline = *deadline.get_or_insert_with(|| {
+                    tokio::time::Instant::now() + shared.config.header_read_timeout
+                });
                 tokio::select! {
                     ready = stream.readable() => {
                         if let Err(e) = ready {
@@ -76,6 +81,10 @@ pub(crate) async fn first_request(
                         }
                     }
                     _ = shutdown => {}
+                    () = tokio::time::sleep_until(deadline) => {
+                        debug!(%peer, "no request head within the header read timeout; closed");
+                        return First::Done;
+                    }
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -105,15 +114,7 @@ pub(crate) async fn first_request(
         params,
         peer,
     };
-    let outcome = match catch(endpoint.call(request)).await {
-        Ok(o) => o,
-        Err(panic) => {
-            error!(%peer, panic = %panic, "route init panicked; answered 500");
-            let r = response(http::StatusCode::INTERNAL_SERVER_ERROR, "internal error\n");
-            return hand_over(stream, bytes, Some(Box::new(finish(r))));
-        }
-    };
-    let mut upgrader = match outcome {
+    let mut upgrader = match call_init(endpoint, request).await {
         Outcome::Respond(r) => return hand_over(stream, bytes, Some(Box::new(finish(r)))),
         Outcome::Upgrade(u) => u,
     };

@@ -26,7 +26,7 @@ use crate::connection::{catch, Io};
 use crate::handle::Shutdown;
 use crate::parking::Lot;
 use crate::request::{response, Request, Response};
-use crate::router::{Outcome, Router, Upgrader};
+use crate::router::{Endpoint, Outcome, Router, Upgrader};
 
 /// Server-wide settings.
 #[derive(Debug, Clone)]
@@ -506,17 +506,7 @@ impl Shared {
             params,
             peer,
         };
-        let outcome = match catch(endpoint.call(request)).await {
-            Ok(o) => o,
-            Err(panic) => {
-                error!(%peer, panic = %panic, "route init panicked; answered 500");
-                return finish(response(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal error\n",
-                ));
-            }
-        };
-        let mut upgrader = match outcome {
+        let mut upgrader = match call_init(endpoint, request).await {
             Outcome::Respond(r) => return finish(r),
             Outcome::Upgrade(u) => u,
         };
@@ -551,6 +541,22 @@ impl Shared {
             ServerLink::new(&slot),
         );
         res
+    }
+}
+
+/// Run a route's init (S1.3) for either path. A panic in it is logged and
+/// answered 500; the connection and the server go on.
+pub(crate) async fn call_init(endpoint: &dyn Endpoint, request: Request) -> Outcome {
+    let peer = request.peer;
+    match catch(endpoint.call(request)).await {
+        Ok(o) => o,
+        Err(panic) => {
+            error!(%peer, panic = %panic, "route init panicked; answered 500");
+            Outcome::Respond(response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error\n",
+            ))
+        }
     }
 }
 

@@ -163,6 +163,31 @@ async fn slowloris_is_cut_off_at_the_header_deadline() {
     );
 }
 
+/// A connection that never sends a byte is held no longer than one that
+/// sends half a head: the header read timeout counts from the accept.
+#[tokio::test]
+async fn a_silent_connection_is_closed_at_the_header_deadline() {
+    let config = ServerConfig {
+        header_read_timeout: Duration::from_secs(1),
+        ..ServerConfig::default()
+    };
+    let addr = echo_server(config).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let t0 = Instant::now();
+    let mut b = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(4), s.read(&mut b))
+        .await
+        .expect("a silent connection was still open after 4 s")
+        .unwrap_or(0);
+    let waited = t0.elapsed();
+    assert!(
+        n == 0 || b.starts_with(b"HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&b[..n])
+    );
+    assert!(waited >= Duration::from_millis(900), "{waited:?}");
+}
+
 #[tokio::test]
 async fn connections_over_the_cap_get_503_and_service_resumes() {
     let config = ServerConfig {
