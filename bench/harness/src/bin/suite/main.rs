@@ -49,14 +49,19 @@ pub struct Target {
     pub extra_args: Vec<String>,
     pub path: &'static str,
     pub is_lariat: bool,
+    /// A reference measurement, not a peer: `floor`, which no ratio uses (its own
+    /// section of BENCHMARKS.md compares it).
+    pub reference: bool,
     /// loadgen offers permessage-deflate and requires it (`--deflate`).
     pub deflate: bool,
 }
 
 /// The servers, by the scenarios they run.
 pub struct Targets {
-    /// Echo and handshake scenarios: lariat and the peers.
+    /// Echo scenarios: lariat, the peers and the floor.
     pub echo: Vec<Target>,
+    /// Handshakes: lariat and the peers (the floor does no real handshake).
+    pub handshake: Vec<Target>,
     /// Idle memory: lariat on two routes and the peers.
     pub idle: Vec<Target>,
     /// permessage-deflate scenarios: lariat without and with deflate (the peers' servers
@@ -70,12 +75,17 @@ impl Targets {
         match s.kind {
             _ if s.deflate => &self.deflate,
             Kind::Idle { .. } => &self.idle,
-            _ => &self.echo,
+            Kind::Handshake { .. } => &self.handshake,
+            Kind::Echo { .. } => &self.echo,
         }
     }
 
     fn all(&self) -> impl Iterator<Item = &Target> {
-        self.echo.iter().chain(&self.idle).chain(&self.deflate)
+        self.echo
+            .iter()
+            .chain(&self.handshake)
+            .chain(&self.idle)
+            .chain(&self.deflate)
     }
 }
 
@@ -204,6 +214,7 @@ fn run() -> Result<(), String> {
     };
     let targets = Targets {
         echo: all_targets.echo.into_iter().filter(keep).collect(),
+        handshake: all_targets.handshake.into_iter().filter(keep).collect(),
         idle: all_targets.idle.into_iter().filter(keep).collect(),
         deflate: all_targets.deflate.into_iter().filter(keep).collect(),
     };
@@ -260,7 +271,7 @@ fn run() -> Result<(), String> {
     let peer_list: Vec<Target> = targets
         .echo
         .iter()
-        .filter(|t| !t.is_lariat)
+        .filter(|t| !t.is_lariat && !t.reference)
         .cloned()
         .collect();
     let meta = Meta {
@@ -304,6 +315,7 @@ fn targets(lariat: &Path, bin_dir: &Path) -> Targets {
         extra_args: vec!["--threads".into(), "1".into()],
         path,
         is_lariat: true,
+        reference: false,
         deflate: false,
     };
     let peer = |key: &'static str, name| Target {
@@ -313,6 +325,7 @@ fn targets(lariat: &Path, bin_dir: &Path) -> Targets {
         extra_args: vec![],
         path: "/echo",
         is_lariat: false,
+        reference: false,
         deflate: false,
     };
     let peers = vec![
@@ -332,6 +345,19 @@ fn targets(lariat: &Path, bin_dir: &Path) -> Targets {
         ),
     ];
     echo.extend(peers.iter().cloned());
+    let handshake = echo.clone();
+    // The floor (bench/harness/src/bin/floor.rs): no WebSocket library, one read and one
+    // write per ready socket. What it uses is what the kernel costs any epoll server.
+    echo.push(Target {
+        key: "floor",
+        name: "floor (no WebSocket library: one read, one write per ready socket)",
+        bin: bin_dir.join("floor"),
+        extra_args: vec![],
+        path: "/echo",
+        is_lariat: false,
+        reference: true,
+        deflate: false,
+    });
     let mut idle = vec![
         lariat_on(
             "lariat-hibernate",
@@ -354,6 +380,7 @@ fn targets(lariat: &Path, bin_dir: &Path) -> Targets {
     ];
     Targets {
         echo,
+        handshake,
         idle,
         deflate,
     }

@@ -400,7 +400,11 @@ pub fn markdown(
     runs: &[Run],
     chart_file: &str,
 ) -> String {
-    let peers: Vec<&Target> = targets.echo.iter().filter(|t| !t.is_lariat).collect();
+    let peers: Vec<&Target> = targets
+        .echo
+        .iter()
+        .filter(|t| !t.is_lariat && !t.reference)
+        .collect();
     let mut md = String::new();
     let w = &mut md;
     let _ = writeln!(w, "# lariat benchmarks\n");
@@ -476,6 +480,7 @@ pub fn markdown(
         table_row(w, &cells);
     }
 
+    floor_section(w, scenarios, &peers, runs);
     deflate_section(w, scenarios, runs);
 
     let _ = writeln!(w, "\n## Server CPU per message\n");
@@ -656,6 +661,79 @@ pub fn markdown(
 
 /// lariat's `/echo` without and with permessage-deflate, figure by figure, for the
 /// scenarios that compare them (nothing when none ran).
+/// The floor beside the best peer and lariat, per echo scenario: whether a target of
+/// 0.8 × the best peer is above what the kernel alone costs.
+fn floor_section(w: &mut String, scenarios: &[Scenario], peers: &[&Target], runs: &[Run]) {
+    let echo: Vec<&Scenario> = scenarios
+        .iter()
+        .filter(|s| !s.deflate && matches!(s.kind, Kind::Echo { .. }))
+        .collect();
+    if echo.is_empty() || !runs.iter().any(|r| r.target == "floor") {
+        return;
+    }
+    let _ = writeln!(
+        w,
+        "\n## The floor: what the kernel costs any epoll server\n"
+    );
+    let _ = writeln!(
+        w,
+        "`floor` (`bench/harness/src/bin/floor.rs`) is no WebSocket server: one single-threaded \
+         mio loop that reads each ready socket, unmasks whole frames in place and writes their \
+         echoes straight from its read buffer with one vectored write; no UTF-8 check, no \
+         limits, no timers, no handler. It ran in the same rounds as the servers above. What it \
+         uses is, near enough, what the kernel charges any server that reads and writes each \
+         socket once per readiness event, as all of these do. Where 0.8 × the best peer is below \
+         the floor (last column under 1), a 0.8× target is out of reach of that design: it \
+         needs fewer system calls or copies per message, not less work in user space. For \
+         small messages the floor is a lower bound. For 64 KiB it is not quite: its 256 KiB \
+         read buffer per connection, and the partial frames it moves to the buffer's front, \
+         cost it memory traffic that reading each message into its own buffer (as lariat does) \
+         avoids.\n"
+    );
+    table_head(
+        w,
+        &["scenario", "best peer"],
+        &[
+            "floor µs",
+            "best peer µs",
+            "lariat µs",
+            "best peer ÷ floor",
+            "lariat ÷ floor",
+            "0.8 × best peer ÷ floor",
+        ],
+    );
+    for s in echo {
+        let value = |key: &str| match cell(runs, s.key, key, cpu_per_msg) {
+            Cell::Value(v) => Some(v),
+            _ => None,
+        };
+        let best = peers
+            .iter()
+            .filter_map(|p| value(p.key).map(|v| (p.name, v)))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        let (floor, lariat) = (value("floor"), value("lariat"));
+        let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if b > 0.0 => format!("{a:.2}", a = a / b),
+            _ => "–".into(),
+        };
+        let fig = |v: Option<f64>| v.map_or("–".into(), us);
+        let best_v = best.map(|b| b.1);
+        table_row(
+            w,
+            &[
+                s.title.clone(),
+                best.map_or("–", |b| b.0).to_string(),
+                fig(floor),
+                fig(best_v),
+                fig(lariat),
+                ratio(best_v, floor),
+                ratio(lariat, floor),
+                ratio(best_v.map(|b| 0.8 * b), floor),
+            ],
+        );
+    }
+}
+
 fn deflate_section(w: &mut String, scenarios: &[Scenario], runs: &[Run]) {
     let list: Vec<&Scenario> = scenarios.iter().filter(|s| s.deflate).collect();
     if list.is_empty() {
@@ -807,6 +885,7 @@ fn color(key: &str) -> RGBColor {
         "fastwebsockets" => RGBColor(44, 160, 44),
         "axum" => RGBColor(148, 103, 189),
         "actix-ws" => RGBColor(127, 127, 127),
+        "floor" => RGBColor(140, 86, 75),
         _ => RGBColor(0, 0, 0),
     }
 }

@@ -1,0 +1,310 @@
+//! floor: the least any readiness-based (epoll) server can do per echoed message, to
+//! measure the kernel's share that no WebSocket library can remove. Not a WebSocket
+//! server: one single-threaded mio loop, one read and one (vectored) write per ready
+//! socket, frames unmasked in place and written straight from the read buffer, no
+//! UTF-8 check, no limits, no timers, no ping handling. It answers only the
+//! benchmark's own upgrade request (`ws::KEY`, whose accept value is `ws::ACCEPT`) and
+//! refuses anything else with a 400, so it cannot pass for a server.
+//!
+//! ```text
+//! floor --addr 127.0.0.1:9000
+//! ```
+//!
+//! The suite does not rank it; `scripts/bench-floor.sh` runs it interleaved with lariat
+//! and the peers, and BENCHMARKS.md's "floor" section quotes what it measured.
+
+use std::io::{self, IoSlice, Read, Write};
+use std::net::SocketAddr;
+
+use lariat_bench::args::Args;
+use lariat_bench::ws;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+
+const LISTENER: Token = Token(usize::MAX);
+/// Read buffer per connection: room for several 64 KiB frames.
+const READ_BUF: usize = 256 * 1024;
+/// A partial frame is moved to the front of the buffer only when less room than this is
+/// left behind it.
+const COMPACT_BELOW: usize = 128 * 1024;
+
+struct Conn {
+    sock: TcpStream,
+    upgraded: bool,
+    buf: Vec<u8>,
+    /// `buf[start..len]`: read and not yet answered.
+    start: usize,
+    len: usize,
+    /// Output a short write left behind; the socket is then waited on for writing.
+    pending: Vec<u8>,
+}
+
+fn main() {
+    let args = Args::parse(std::env::args().skip(1), &[]).unwrap_or_else(|e| {
+        eprintln!("floor: {e}");
+        std::process::exit(2)
+    });
+    let addr: SocketAddr = args
+        .str("addr")
+        .ok()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| {
+            eprintln!("floor: --addr HOST:PORT");
+            std::process::exit(2)
+        });
+    if let Err(e) = serve(addr) {
+        eprintln!("floor: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn serve(addr: SocketAddr) -> io::Result<()> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    let mut listener = TcpListener::bind(addr)?;
+    poll.registry()
+        .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    loop {
+        match poll.poll(&mut events, None) {
+            Ok(()) => {}
+            // A signal (a debugger or strace attaching): wait again.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        for ev in events.iter() {
+            if ev.token() == LISTENER {
+                while let Ok((mut sock, _)) = listener.accept() {
+                    sock.set_nodelay(true)?;
+                    let i = free.pop().unwrap_or_else(|| {
+                        conns.push(None);
+                        conns.len() - 1
+                    });
+                    poll.registry().register(
+                        &mut sock,
+                        Token(i),
+                        Interest::READABLE | Interest::WRITABLE,
+                    )?;
+                    conns[i] = Some(Conn {
+                        sock,
+                        upgraded: false,
+                        buf: vec![0; READ_BUF],
+                        start: 0,
+                        len: 0,
+                        pending: Vec::new(),
+                    });
+                }
+                continue;
+            }
+            let i = ev.token().0;
+            let Some(c) = conns[i].as_mut() else { continue };
+            let alive = (!ev.is_writable() || flush(c)) && (!ev.is_readable() || serve_reads(c));
+            if !alive {
+                if let Some(mut c) = conns[i].take() {
+                    let _ = poll.registry().deregister(&mut c.sock);
+                }
+                free.push(i);
+            }
+        }
+    }
+}
+
+/// Writes what a short write left; false if the connection is done.
+fn flush(c: &mut Conn) -> bool {
+    while !c.pending.is_empty() {
+        match c.sock.write(&c.pending) {
+            Ok(0) => return false,
+            Ok(n) => {
+                c.pending.drain(..n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
+        }
+    }
+    true
+}
+
+/// Reads until a read comes back short (edge-triggered epoll reports the next
+/// arrival anew), answering what each read completes. False if the connection is done.
+fn serve_reads(c: &mut Conn) -> bool {
+    loop {
+        if c.len == c.buf.len() {
+            // A frame larger than the buffer: grow it.
+            let n = c.buf.len() * 2;
+            c.buf.resize(n, 0);
+        }
+        let room = c.buf.len() - c.len;
+        let n = match c.sock.read(&mut c.buf[c.len..]) {
+            Ok(0) => return false,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        };
+        c.len += n;
+        let used = if c.upgraded {
+            match echo_frames(c) {
+                Some(used) => used,
+                None => return false,
+            }
+        } else {
+            match upgrade(c) {
+                Some(used) => used,
+                None => return false,
+            }
+        };
+        c.start += used;
+        if c.start == c.len {
+            c.start = 0;
+            c.len = 0;
+        } else if c.buf.len() - c.len < COMPACT_BELOW {
+            // Little room left behind a partial frame: move it to the front.
+            c.buf.copy_within(c.start..c.len, 0);
+            c.len -= c.start;
+            c.start = 0;
+        }
+        if n < room {
+            return true;
+        }
+    }
+}
+
+/// Answers a whole upgrade request; Some(bytes used), None to close.
+fn upgrade(c: &mut Conn) -> Option<usize> {
+    let Some(head) = ws::head_len(&c.buf[..c.len]) else {
+        return Some(0);
+    };
+    let req = String::from_utf8_lossy(&c.buf[..head]);
+    let ours = req.lines().any(|l| {
+        l.split_once(':').is_some_and(|(n, v)| {
+            n.trim().eq_ignore_ascii_case("sec-websocket-key") && v.trim() == ws::KEY
+        })
+    });
+    let reply = if ours {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
+            ws::ACCEPT
+        )
+    } else {
+        "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
+    };
+    c.pending.extend_from_slice(reply.as_bytes());
+    if !flush(c) || !ours {
+        return None;
+    }
+    c.upgraded = true;
+    Some(head)
+}
+
+/// Echoes every whole frame in the buffer with one vectored write; Some(bytes used),
+/// None to close (a close frame, or the socket failed).
+fn echo_frames(c: &mut Conn) -> Option<usize> {
+    let mut at = c.start;
+    // (header, header length, payload start, payload end)
+    let mut out: Vec<([u8; 10], usize, usize, usize)> = Vec::new();
+    let mut closing = false;
+    while !closing {
+        let b = &c.buf[at..c.len];
+        if b.len() < 2 {
+            break;
+        }
+        let (len, mut hl) = match b[1] & 0x7f {
+            126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+            127 if b.len() >= 10 => (
+                u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")) as usize,
+                10,
+            ),
+            126 | 127 => break,
+            n => (n as usize, 2),
+        };
+        let masked = b[1] & 0x80 != 0;
+        let mask_at = hl;
+        if masked {
+            hl += 4;
+        }
+        if b.len() < hl + len {
+            break;
+        }
+        let start = at + hl;
+        if masked {
+            let m = [b[mask_at], b[mask_at + 1], b[mask_at + 2], b[mask_at + 3]];
+            unmask(&mut c.buf[start..start + len], m);
+        }
+        let first = c.buf[at];
+        closing = first & 0x0f == ws::OP_CLOSE;
+        let mut h = [0u8; 10];
+        h[0] = first;
+        let n = if len < 126 {
+            h[1] = len as u8;
+            2
+        } else if len <= 0xffff {
+            h[1] = 126;
+            h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+            4
+        } else {
+            h[1] = 127;
+            h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+            10
+        };
+        out.push((h, n, start, start + len));
+        at = start + len;
+    }
+    if out.is_empty() {
+        return Some(at - c.start);
+    }
+    let slices: Vec<IoSlice<'_>> = out
+        .iter()
+        .flat_map(|(h, n, s, e)| [IoSlice::new(&h[..*n]), IoSlice::new(&c.buf[*s..*e])])
+        .collect();
+    let total: usize = slices.iter().map(|s| s.len()).sum();
+    if !c.pending.is_empty() {
+        // Behind output still waiting: queue after it, in order.
+        for s in &slices {
+            c.pending.extend_from_slice(s);
+        }
+        drop(slices);
+        let used = at - c.start;
+        return (flush(c) && !closing).then_some(used);
+    }
+    let wrote = loop {
+        match c.sock.write_vectored(&slices) {
+            Ok(n) => break n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    };
+    if wrote < total {
+        // Keep what the kernel did not take, in order.
+        let mut skip = wrote;
+        let mut rest = Vec::with_capacity(total - wrote);
+        for s in &slices {
+            if skip >= s.len() {
+                skip -= s.len();
+            } else {
+                rest.extend_from_slice(&s[skip..]);
+                skip = 0;
+            }
+        }
+        drop(slices);
+        c.pending.extend_from_slice(&rest);
+    } else {
+        drop(slices);
+    }
+    (!closing).then_some(at - c.start)
+}
+
+/// XORs `data` with the 4-byte mask, eight bytes at a time (the compiler vectorizes it).
+fn unmask(data: &mut [u8], m: [u8; 4]) {
+    let word = u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]]);
+    let mut chunks = data.chunks_exact_mut(8);
+    for ch in &mut chunks {
+        let v = u64::from_ne_bytes((&*ch).try_into().expect("8 bytes")) ^ word;
+        ch.copy_from_slice(&v.to_ne_bytes());
+    }
+    for (k, x) in chunks.into_remainder().iter_mut().enumerate() {
+        *x ^= m[k & 3];
+    }
+}
