@@ -346,9 +346,11 @@ impl Session {
 
     /// Bytes queued for the peer and not yet taken by [`take_transmit`](Self::take_transmit).
     pub fn buffered_amount(&self) -> usize {
-        self.urgent_out.len()
-            + self.data_out.len()
-            + self.spliced.iter().map(|(_, b)| b.len()).sum::<usize>()
+        let queued = self.urgent_out.len() + self.data_out.len();
+        if self.spliced.is_empty() {
+            return queued;
+        }
+        queued + self.spliced.iter().map(|(_, b)| b.len()).sum::<usize>()
     }
 
     // ---------------------------------------------------------------- input
@@ -938,7 +940,9 @@ impl Session {
             out.append(&mut self.urgent_out);
             out.append(&mut self.data_out);
         }
-        spliced.extend(self.spliced.drain(..).map(|(o, b)| (o + base, b)));
+        if !self.spliced.is_empty() {
+            spliced.extend(self.spliced.drain(..).map(|(o, b)| (o + base, b)));
+        }
     }
 
     /// The key for the next frame we send: none for a server (§5.1).

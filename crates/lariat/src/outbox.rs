@@ -34,6 +34,9 @@ impl Outbox {
 
     /// Bytes taken and not yet written.
     pub(crate) fn len(&self) -> usize {
+        if self.next == self.spliced.len() {
+            return self.buf.len() - self.pos - self.next_written;
+        }
         let spliced: usize = self.spliced[self.next..].iter().map(|(_, b)| b.len()).sum();
         self.buf.len() - self.pos + spliced - self.next_written
     }
