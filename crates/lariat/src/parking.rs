@@ -28,8 +28,6 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Token};
 use tokio::io::unix::AsyncFd;
 use tokio::time::{sleep_until, Instant};
 use tracing::{debug, error};
@@ -64,6 +62,9 @@ pub(crate) struct Lot {
 #[derive(Default)]
 struct Inner {
     slots: Vec<Option<Box<dyn Parked>>>,
+    /// Each slot's parking count (wrapping): a socket event carries the one
+    /// it was armed with, so an event from an earlier stay is told apart.
+    generations: Vec<u32>,
     free: Vec<u32>,
     /// (nanoseconds after `epoch`, key).
     deadlines: BTreeSet<(u64, u32)>,
@@ -71,7 +72,8 @@ struct Inner {
     woken: Vec<u32>,
     /// The lot task, to wake when `woken` or the first deadline changes.
     task: Option<Waker>,
-    /// The lot's epoll set, once its task started.
+    /// The lot's epoll set (a descriptor of its own, duplicated from the
+    /// task's), once its task started.
     registry: Option<mio::Registry>,
     /// The deadline the lot task's timer is set for.
     armed: Option<u64>,
@@ -124,13 +126,15 @@ impl Lot {
                     return Err(p);
                 };
                 inner.slots.push(None);
+                inner.generations.push(0);
                 k
             }
         };
+        let generation = inner.generations[key as usize].wrapping_add(1);
+        inner.generations[key as usize] = generation;
         if let Some(fd) = p.watch() {
             let registry = inner.registry.as_ref().expect("started above");
-            let r = registry.register(&mut SourceFd(&fd), Token(key as usize), Interest::READABLE);
-            if let Err(e) = r {
+            if let Err(e) = arm(registry.as_raw_fd(), fd, token(key, generation)) {
                 debug!(error = %e, "parking: socket not watchable; connection keeps its task");
                 inner.free.push(key);
                 return Err(p);
@@ -182,12 +186,21 @@ impl Lot {
         }
     }
 
-    /// Take a parked connection out, if `key` still holds one.
-    fn take(&self, inner: &mut Inner, key: u32) -> Option<Box<dyn Parked>> {
+    /// Take a parked connection out, if `key` still holds one. `fired`: the
+    /// generation a socket event carried; an event from an earlier stay in
+    /// the slot takes nothing.
+    fn take(&self, inner: &mut Inner, key: u32, fired: Option<u32>) -> Option<Box<dyn Parked>> {
+        if fired.is_some_and(|g| inner.generations.get(key as usize) != Some(&g)) {
+            return None;
+        }
         let p = inner.slots.get_mut(key as usize)?.take()?;
-        if let (Some(fd), Some(registry)) = (p.watch(), inner.registry.as_ref()) {
-            // Before the slot is reused: its socket must not wake a successor.
-            let _ = registry.deregister(&mut SourceFd(&fd));
+        if fired.is_none() {
+            if let (Some(fd), Some(registry)) = (p.watch(), inner.registry.as_ref()) {
+                // Woken by its mailbox or its deadline: its socket, still
+                // armed, must not wake the slot's next tenant. (A socket
+                // event disarmed it already: one-shot.)
+                disarm(registry.as_raw_fd(), fd);
+            }
         }
         if let Some(at) = p.deadline() {
             inner.deadlines.remove(&(self.nanos(at), key));
@@ -209,6 +222,43 @@ impl Lot {
         tokio::spawn(run(self.clone(), fd));
         Ok(registry)
     }
+}
+
+/// An event's data: the slot and its generation.
+fn token(key: u32, generation: u32) -> u64 {
+    u64::from(generation) << 32 | u64::from(key)
+}
+
+/// Watch `fd` for its next readable event (or hang-up), once: the event
+/// disarms it (`EPOLLONESHOT`), so a socket woken by its data costs no
+/// system call to take out, and the next park re-arms it with one
+/// (`EPOLL_CTL_MOD`). A socket not in the set yet is added.
+fn arm(epoll: RawFd, fd: RawFd, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event {
+        events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32,
+        u64: token,
+    };
+    // SAFETY: `ev` is a valid event for the call; the kernel copies it.
+    if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_MOD, fd, &mut ev) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::ENOENT) {
+        return Err(e);
+    }
+    // SAFETY: as above.
+    if unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_ADD, fd, &mut ev) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Take `fd` out of the set (a socket that is gone is out already).
+fn disarm(epoll: RawFd, fd: RawFd) {
+    let mut ev = libc::epoll_event { events: 0, u64: 0 };
+    // SAFETY: `ev` is ignored by EPOLL_CTL_DEL (passed for old kernels).
+    unsafe { libc::epoll_ctl(epoll, libc::EPOLL_CTL_DEL, fd, &mut ev) };
 }
 
 /// The lot's epoll set, itself watched by tokio's reactor.
@@ -239,12 +289,14 @@ impl Drop for DropParked {
     }
 }
 
-async fn run(lot: Arc<Lot>, mut epoll: AsyncFd<EpollSet>) {
+async fn run(lot: Arc<Lot>, epoll: AsyncFd<EpollSet>) {
     let _guard = DropParked(lot.clone());
-    let mut events = Events::with_capacity(EVENTS);
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; EVENTS];
     let sleep = sleep_until(Instant::now() + Duration::from_secs(86400));
     tokio::pin!(sleep);
-    let mut due: VecDeque<u32> = VecDeque::new();
+    // (key, the generation a socket event carried; None for a mailbox or a
+    // deadline).
+    let mut due: VecDeque<(u32, Option<u32>)> = VecDeque::new();
     loop {
         // Wait for socket events, a mailbox, a deadline (or resume the rest
         // of the last batch).
@@ -289,15 +341,23 @@ async fn run(lot: Arc<Lot>, mut epoll: AsyncFd<EpollSet>) {
             }
         }
         if socket_events {
+            let fd = epoll.get_ref().as_raw_fd();
             loop {
-                if let Err(e) = epoll.get_mut().0.poll(&mut events, Some(Duration::ZERO)) {
+                // SAFETY: `events` has room for EVENTS entries; the kernel
+                // fills the first n.
+                let n = unsafe { libc::epoll_wait(fd, events.as_mut_ptr(), EVENTS as i32, 0) };
+                if n < 0 {
+                    let e = io::Error::last_os_error();
                     if e.kind() != io::ErrorKind::Interrupted {
                         error!(error = %e, "parking lot: epoll failed");
                     }
                     break;
                 }
-                let n = events.iter().count();
-                due.extend(events.iter().map(|e| e.token().0 as u32));
+                let n = n as usize;
+                due.extend(events[..n].iter().map(|e| {
+                    let data = e.u64;
+                    (data as u32, Some((data >> 32) as u32))
+                }));
                 if n < EVENTS {
                     break;
                 }
@@ -305,22 +365,24 @@ async fn run(lot: Arc<Lot>, mut epoll: AsyncFd<EpollSet>) {
         }
         {
             let mut inner = lot.lock();
-            due.extend(inner.woken.drain(..));
+            due.extend(inner.woken.drain(..).map(|k| (k, None)));
             let now = lot.nanos(Instant::now());
             while let Some(&(at, key)) = inner.deadlines.first() {
                 if at > now {
                     break;
                 }
                 inner.deadlines.pop_first();
-                due.push_back(key);
+                due.push_back((key, None));
             }
         }
         let mut batch = Vec::with_capacity(RESUME_BATCH.min(due.len()));
         {
             let mut inner = lot.lock();
             while batch.len() < RESUME_BATCH {
-                let Some(key) = due.pop_front() else { break };
-                if let Some(p) = lot.take(&mut inner, key) {
+                let Some((key, fired)) = due.pop_front() else {
+                    break;
+                };
+                if let Some(p) = lot.take(&mut inner, key, fired) {
                     batch.push(p);
                 }
             }

@@ -478,6 +478,56 @@ async fn mailbox_message_wakes_a_parked_connection() {
     wait_parked(&stats, 1).await;
 }
 
+/// S10, S6: two parked connections woken in turn by their sockets and by
+/// their mailboxes. A socket's event disarms it in the lot's epoll set (one
+/// shot) and the next park re-arms it; a mailbox wake takes the socket out
+/// of the set and the next park adds it back; the two trade the lot's slots
+/// as they go. Every wake must reach its own connection, and each must park
+/// again after every answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_connections_woken_in_turn_by_data_and_mailbox_answer_each_their_own() {
+    let (router, mut probes) = sleepy_router(Sleepy::new, |u| u);
+    let (addr, stats) = start(router).await;
+    let mut a = connect(addr, "/").await;
+    let ha = next_handle(&mut probes).await;
+    let mut b = connect(addr, "/").await;
+    let hb = next_handle(&mut probes).await;
+    wait_parked(&stats, 2).await;
+    for round in 0..6 {
+        // Data for one, a message for the other; then the other way round.
+        let (data_ws, mail_ws, mail_h) = if round % 2 == 0 {
+            (&mut a, &mut b, &hb)
+        } else {
+            (&mut b, &mut a, &ha)
+        };
+        data_ws
+            .send(WsMessage::text(format!("data {round}")))
+            .await
+            .unwrap();
+        assert_eq!(next_text(data_ws).await, format!("data {round}"));
+        wait_parked(&stats, 2).await;
+        mail_h.send(format!("mail {round}")).unwrap();
+        assert_eq!(next_text(mail_ws).await, format!("info: mail {round}"));
+        wait_parked(&stats, 2).await;
+        // The one woken by its mailbox last: its socket is back in the set.
+        mail_ws
+            .send(WsMessage::text(format!("after mail {round}")))
+            .await
+            .unwrap();
+        assert_eq!(next_text(mail_ws).await, format!("after mail {round}"));
+        wait_parked(&stats, 2).await;
+    }
+    // Nothing arrived that was not answered above.
+    for ws in [&mut a, &mut b] {
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), ws.next())
+                .await
+                .is_err(),
+            "an unexpected frame"
+        );
+    }
+}
+
 /// S3.1 timers, S10: a timer started in init fires while the connection is
 /// parked (its deadline is in the lot's list); `info` gets its message, which
 /// reaches the client. A timer started from that `info` fires too, after the
