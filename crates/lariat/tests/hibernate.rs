@@ -480,10 +480,10 @@ async fn mailbox_message_wakes_a_parked_connection() {
 
 /// S10, S6: two parked connections woken in turn by their sockets and by
 /// their mailboxes. A socket's event disarms it in the lot's epoll set (one
-/// shot) and the next park re-arms it; a mailbox wake takes the socket out
-/// of the set and the next park adds it back; the two trade the lot's slots
-/// as they go. Every wake must reach its own connection, and each must park
-/// again after every answer.
+/// shot) and the next park re-arms it; a mailbox wake leaves the socket
+/// armed with its old slot, which the two trade as they go, so a stale event
+/// must wake no one. Every wake must reach its own connection, and each must
+/// park again after every answer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_connections_woken_in_turn_by_data_and_mailbox_answer_each_their_own() {
     let (router, mut probes) = sleepy_router(Sleepy::new, |u| u);
@@ -509,7 +509,7 @@ async fn parked_connections_woken_in_turn_by_data_and_mailbox_answer_each_their_
         mail_h.send(format!("mail {round}")).unwrap();
         assert_eq!(next_text(mail_ws).await, format!("info: mail {round}"));
         wait_parked(&stats, 2).await;
-        // The one woken by its mailbox last: its socket is back in the set.
+        // The one woken by its mailbox last: its socket, re-armed, wakes it.
         mail_ws
             .send(WsMessage::text(format!("after mail {round}")))
             .await
