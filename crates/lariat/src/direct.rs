@@ -35,6 +35,10 @@ use crate::server::{call_init, finish, upgrade_headers, First, ServerLink, Share
 /// grows up to the configured limit.
 const FIRST_READ: usize = 4096;
 
+/// How far away "no deadline" is, for a header read timeout too large to
+/// add to the clock.
+const NO_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30 * 365 * 86_400);
+
 /// Most headers the direct path parses; a request with more goes to hyper
 /// (which applies the configured limit).
 const MAX_HEADERS: usize = 32;
@@ -71,7 +75,10 @@ pub(crate) async fn first_request(
                 // here and finished in hyper gets hyper's own timeout on
                 // top: at most twice the setting in all.
                 let deadline = *deadline.get_or_insert_with(|| {
-                    tokio::time::Instant::now() + shared.config.header_read_timeout
+                    let now = tokio::time::Instant::now();
+                    // A timeout too large to add is as good as none.
+                    now.checked_add(shared.config.header_read_timeout)
+                        .unwrap_or(now + NO_DEADLINE)
                 });
                 tokio::select! {
                     ready = stream.readable() => {

@@ -188,6 +188,33 @@ async fn a_silent_connection_is_closed_at_the_header_deadline() {
     assert!(waited >= Duration::from_millis(900), "{waited:?}");
 }
 
+/// A header read timeout too large to add to the clock means no deadline:
+/// a client that waits before its request is still upgraded (no panic in
+/// the connection's task).
+#[tokio::test]
+async fn a_header_read_timeout_of_duration_max_waits_without_a_deadline() {
+    let config = ServerConfig {
+        header_read_timeout: Duration::MAX,
+        ..ServerConfig::default()
+    };
+    let addr = echo_server(config).await;
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    // The server's first read finds nothing: it arms the deadline.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(raw::upgrade_request("/", "").as_bytes())
+        .await
+        .unwrap();
+    let head = raw::read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    s.write_all(&raw::frame(0x81, b"late")).await.unwrap();
+    let mut echo = [0u8; 6];
+    tokio::time::timeout(T, s.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echo, b"\x81\x04late");
+}
+
 #[tokio::test]
 async fn connections_over_the_cap_get_503_and_service_resumes() {
     let config = ServerConfig {

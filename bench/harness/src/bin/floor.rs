@@ -4,7 +4,8 @@
 //! socket, frames unmasked in place and written straight from the read buffer, no
 //! UTF-8 check, no limits, no timers, no ping handling. It answers only the
 //! benchmark's own upgrade request (`ws::KEY`, whose accept value is `ws::ACCEPT`) and
-//! refuses anything else with a 400, so it cannot pass for a server.
+//! refuses anything else with a 400, so it cannot pass for a server. Frames sent behind
+//! the upgrade request in the same read wait for the next read (loadgen sends none).
 //!
 //! ```text
 //! floor --addr 127.0.0.1:9000
