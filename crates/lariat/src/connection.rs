@@ -429,6 +429,10 @@ impl<H: Handler> Driver<H> {
         let sleep = sleep_until(Instant::now() + Duration::from_secs(86400));
         tokio::pin!(sleep);
         let mut armed: Option<Instant> = None;
+        // The timer has this task's waker since it was last set: until it
+        // fires (`is_elapsed`), polling it again would only register the
+        // same waker again (twice per message otherwise).
+        let mut sleep_polled = false;
         loop {
             // 1. Events from the client, in order.
             // The event is taken apart before any await, and the closing is
@@ -547,6 +551,7 @@ impl<H: Handler> Driver<H> {
                 (Some(at), _) => {
                     sleep.as_mut().reset(at);
                     armed = Some(at);
+                    sleep_polled = false;
                 }
                 (None, _) => armed = None,
             }
@@ -630,10 +635,13 @@ impl<H: Handler> Driver<H> {
                         Poll::Pending => {}
                     }
                 }
-                if armed.is_some() && sleep.as_mut().poll(cx).is_ready() {
-                    armed = None;
-                    timer_fired = true;
-                    ready = true;
+                if armed.is_some() && (!sleep_polled || sleep.is_elapsed()) {
+                    sleep_polled = true;
+                    if sleep.as_mut().poll(cx).is_ready() {
+                        armed = None;
+                        timer_fired = true;
+                        ready = true;
+                    }
                 }
                 if ready {
                     Poll::Ready(Wait::Progress)
