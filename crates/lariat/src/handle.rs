@@ -9,6 +9,7 @@
 //! shutdown, jump ahead of every queued message.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
@@ -105,8 +106,9 @@ impl Waiter {
 struct State<M> {
     queue: VecDeque<Item<M>>,
     /// Publications refused by a full bounded mailbox under
-    /// [`SlowSubscriber::Drop`], not yet reported to the handler.
-    missed: u64,
+    /// [`SlowSubscriber::Drop`], not yet reported to the handler (u32, not
+    /// u64: it makes room for `Mailbox::registered` in the same allocation).
+    missed: u32,
     waiter: Waiter,
     closed: bool,
     /// Here, not beside the lock: it fits in this struct's padding.
@@ -121,6 +123,13 @@ pub(crate) struct Mailbox<M> {
     /// less in every connection's mailbox).
     capacity: usize,
     state: Mutex<State<M>>,
+    /// The connection's task is `state.waiter`, and nothing has arrived
+    /// since it found the mailbox empty. Set by `poll_recv` and cleared by
+    /// whatever takes or replaces the waiter, both under the lock; read
+    /// without it, so that the task's repeated polls while nothing arrives
+    /// take no lock. (While it is set, any arrival clears it and wakes the
+    /// task, which then polls again.)
+    registered: AtomicBool,
 }
 
 /// A handle to one WebSocket connection (S6; Cowboy's pid).
@@ -156,6 +165,13 @@ impl<M> std::fmt::Debug for Handle<M> {
     }
 }
 
+/// The waiter, for a sender to wake once the lock is released; the task it
+/// was is no longer registered (its next poll takes the lock).
+fn take_waiter<M>(s: &mut State<M>, registered: &AtomicBool) -> Waiter {
+    registered.store(false, Ordering::Release);
+    std::mem::take(&mut s.waiter)
+}
+
 fn lock<M>(m: &Mutex<State<M>>) -> std::sync::MutexGuard<'_, State<M>> {
     // Every critical section is a push, a pop or a flag change: a panic
     // elsewhere cannot leave the state inconsistent.
@@ -176,6 +192,7 @@ impl<M> Handle<M> {
                     closed: false,
                     control: None,
                 }),
+                registered: AtomicBool::new(false),
             }),
         }
     }
@@ -200,13 +217,16 @@ impl<M> Handle<M> {
             if s.queue.len() >= self.mailbox.capacity {
                 if s.overflow == MailboxOverflow::Close && s.control.is_none() {
                     s.control = Some(Box::new(Control::Overflow));
-                    (std::mem::take(&mut s.waiter), Err(SendError::Full(msg)))
+                    (
+                        take_waiter(&mut s, &self.mailbox.registered),
+                        Err(SendError::Full(msg)),
+                    )
                 } else {
                     return Err(SendError::Full(msg));
                 }
             } else {
                 s.queue.push_back(Item::Info(msg));
-                (std::mem::take(&mut s.waiter), Ok(()))
+                (take_waiter(&mut s, &self.mailbox.registered), Ok(()))
             }
         };
         waiter.wake();
@@ -224,7 +244,7 @@ impl<M> Handle<M> {
             }
             if s.queue.len() >= self.mailbox.capacity {
                 match p.slow_policy() {
-                    SlowSubscriber::Drop => s.missed += 1,
+                    SlowSubscriber::Drop => s.missed = s.missed.saturating_add(1),
                     SlowSubscriber::Disconnect => {
                         if s.control.is_none() {
                             s.control = Some(Box::new(Control::SlowSubscriber));
@@ -234,7 +254,7 @@ impl<M> Handle<M> {
             } else {
                 s.queue.push_back(Item::Publish(p));
             }
-            std::mem::take(&mut s.waiter)
+            take_waiter(&mut s, &self.mailbox.registered)
         };
         waiter.wake();
         true
@@ -257,7 +277,7 @@ impl<M> Handle<M> {
             if s.control.is_none() {
                 s.control = Some(Box::new(control));
             }
-            std::mem::take(&mut s.waiter)
+            take_waiter(&mut s, &self.mailbox.registered)
         };
         waiter.wake();
         true
@@ -281,13 +301,19 @@ impl<M> Handle<M> {
 
     /// The next control request, count of missed publications, or message,
     /// in that order of priority.
+    ///
+    /// Called by the connection's own task only: while `registered` is set,
+    /// its waker is the one in the mailbox, and nothing has arrived.
     pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Received<M>> {
+        if self.mailbox.registered.load(Ordering::Acquire) {
+            return Poll::Pending;
+        }
         let mut s = lock(&self.mailbox.state);
         if let Some(c) = s.control.take() {
             return Poll::Ready(Received::Control(c));
         }
         if s.missed > 0 {
-            return Poll::Ready(Received::Missed(std::mem::take(&mut s.missed)));
+            return Poll::Ready(Received::Missed(u64::from(std::mem::take(&mut s.missed))));
         }
         match s.queue.pop_front() {
             Some(Item::Info(m)) => Poll::Ready(Received::Message(m)),
@@ -296,6 +322,7 @@ impl<M> Handle<M> {
                 if !matches!(&s.waiter, Waiter::Task(w) if w.will_wake(cx.waker())) {
                     s.waiter = Waiter::Task(cx.waker().clone());
                 }
+                self.mailbox.registered.store(true, Ordering::Release);
                 Poll::Pending
             }
         }
@@ -317,6 +344,7 @@ impl<M> Handle<M> {
             let mut s = lock(&self.mailbox.state);
             s.closed = true;
             s.waiter = Waiter::Nobody;
+            self.mailbox.registered.store(false, Ordering::Release);
             std::mem::take(&mut s.queue)
         };
         dropped.len()
@@ -331,6 +359,7 @@ impl<M> Handle<M> {
             return false;
         }
         s.waiter = Waiter::Parked(lot, key);
+        self.mailbox.registered.store(false, Ordering::Release);
         true
     }
 
@@ -365,7 +394,7 @@ impl<M: Send> Shutdown for Mailbox<M> {
                 return;
             }
             s.control = Some(Box::new(Control::Shutdown));
-            std::mem::take(&mut s.waiter)
+            take_waiter(&mut s, &self.registered)
         };
         waiter.wake();
     }
