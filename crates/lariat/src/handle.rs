@@ -166,7 +166,8 @@ impl<M> std::fmt::Debug for Handle<M> {
 }
 
 /// The waiter, for a sender to wake once the lock is released; the task it
-/// was is no longer registered (its next poll takes the lock).
+/// was is no longer registered (its next poll takes the lock). Every change
+/// of the waiter but `poll_recv`'s own goes through here.
 fn take_waiter<M>(s: &mut State<M>, registered: &AtomicBool) -> Waiter {
     registered.store(false, Ordering::Release);
     std::mem::take(&mut s.waiter)
@@ -343,8 +344,7 @@ impl<M> Handle<M> {
         let dropped = {
             let mut s = lock(&self.mailbox.state);
             s.closed = true;
-            s.waiter = Waiter::Nobody;
-            self.mailbox.registered.store(false, Ordering::Release);
+            drop(take_waiter(&mut s, &self.mailbox.registered));
             std::mem::take(&mut s.queue)
         };
         dropped.len()
@@ -358,8 +358,8 @@ impl<M> Handle<M> {
         if s.closed || s.control.is_some() || s.missed > 0 || !s.queue.is_empty() {
             return false;
         }
+        drop(take_waiter(&mut s, &self.mailbox.registered));
         s.waiter = Waiter::Parked(lot, key);
-        self.mailbox.registered.store(false, Ordering::Release);
         true
     }
 

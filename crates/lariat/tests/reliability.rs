@@ -37,6 +37,15 @@ async fn echo_server(config: ServerConfig) -> SocketAddr {
     .await
 }
 
+/// [`echo_server`] with `header_read_timeout` set to `t`.
+async fn echo_server_with_header_timeout(t: Duration) -> SocketAddr {
+    echo_server(ServerConfig {
+        header_read_timeout: t,
+        ..ServerConfig::default()
+    })
+    .await
+}
+
 /// `got` starts with an HTTP/1.1 status line with `status`.
 #[track_caller]
 fn assert_status(got: &[u8], status: u16) {
@@ -131,11 +140,7 @@ async fn too_many_headers_gets_431() {
 
 #[tokio::test]
 async fn slowloris_is_cut_off_at_the_header_deadline() {
-    let config = ServerConfig {
-        header_read_timeout: Duration::from_secs(1),
-        ..ServerConfig::default()
-    };
-    let addr = echo_server(config).await;
+    let addr = echo_server_with_header_timeout(Duration::from_secs(1)).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     let t0 = Instant::now();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
@@ -167,11 +172,7 @@ async fn slowloris_is_cut_off_at_the_header_deadline() {
 /// sends half a head: the header read timeout counts from the accept.
 #[tokio::test]
 async fn a_silent_connection_is_closed_at_the_header_deadline() {
-    let config = ServerConfig {
-        header_read_timeout: Duration::from_secs(1),
-        ..ServerConfig::default()
-    };
-    let addr = echo_server(config).await;
+    let addr = echo_server_with_header_timeout(Duration::from_secs(1)).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     let t0 = Instant::now();
     let mut b = [0u8; 64];
@@ -193,11 +194,7 @@ async fn a_silent_connection_is_closed_at_the_header_deadline() {
 /// the connection's task).
 #[tokio::test]
 async fn a_header_read_timeout_of_duration_max_waits_without_a_deadline() {
-    let config = ServerConfig {
-        header_read_timeout: Duration::MAX,
-        ..ServerConfig::default()
-    };
-    let addr = echo_server(config).await;
+    let addr = echo_server_with_header_timeout(Duration::MAX).await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     // The server's first read finds nothing: it arms the deadline.
     tokio::time::sleep(Duration::from_millis(100)).await;
