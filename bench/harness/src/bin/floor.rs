@@ -199,89 +199,114 @@ fn upgrade(c: &mut Conn) -> Option<usize> {
     Some(head)
 }
 
-/// Echoes every whole frame in the buffer with one vectored write; Some(bytes used),
-/// None to close (a close frame, or the socket failed).
+/// Frames answered per vectored write; more wait for the next write of the same read.
+const BATCH: usize = 64;
+
+/// Echoes every whole frame in the buffer, up to [`BATCH`] frames per vectored write;
+/// Some(bytes used), None to close (a close frame, or the socket failed). Allocates
+/// nothing unless a write comes back short.
 fn echo_frames(c: &mut Conn) -> Option<usize> {
     let mut at = c.start;
-    // (header, header length, payload start, payload end)
-    let mut out: Vec<([u8; 10], usize, usize, usize)> = Vec::new();
     let mut closing = false;
-    while !closing {
-        let b = &c.buf[at..c.len];
-        if b.len() < 2 {
+    loop {
+        // (header, header length, payload start, payload end)
+        let mut out = [([0u8; 10], 0usize, 0usize, 0usize); BATCH];
+        let mut k = 0;
+        while !closing && k < BATCH {
+            let b = &c.buf[at..c.len];
+            if b.len() < 2 {
+                break;
+            }
+            let (len, mut hl) = match b[1] & 0x7f {
+                126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
+                127 if b.len() >= 10 => (
+                    u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")) as usize,
+                    10,
+                ),
+                126 | 127 => break,
+                n => (n as usize, 2),
+            };
+            let masked = b[1] & 0x80 != 0;
+            let mask_at = hl;
+            if masked {
+                hl += 4;
+            }
+            if b.len() < hl + len {
+                break;
+            }
+            let start = at + hl;
+            if masked {
+                let m = [b[mask_at], b[mask_at + 1], b[mask_at + 2], b[mask_at + 3]];
+                unmask(&mut c.buf[start..start + len], m);
+            }
+            let first = c.buf[at];
+            closing = first & 0x0f == ws::OP_CLOSE;
+            let h = &mut out[k].0;
+            h[0] = first;
+            let n = if len < 126 {
+                h[1] = len as u8;
+                2
+            } else if len <= 0xffff {
+                h[1] = 126;
+                h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                4
+            } else {
+                h[1] = 127;
+                h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+                10
+            };
+            out[k].1 = n;
+            out[k].2 = start;
+            out[k].3 = start + len;
+            k += 1;
+            at = start + len;
+        }
+        if k == 0 {
             break;
         }
-        let (len, mut hl) = match b[1] & 0x7f {
-            126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-            127 if b.len() >= 10 => (
-                u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")) as usize,
-                10,
-            ),
-            126 | 127 => break,
-            n => (n as usize, 2),
-        };
-        let masked = b[1] & 0x80 != 0;
-        let mask_at = hl;
-        if masked {
-            hl += 4;
+        if !write_frames(c, &out[..k]) {
+            return None;
         }
-        if b.len() < hl + len {
+        if closing {
+            return None;
+        }
+        if k < BATCH {
             break;
         }
-        let start = at + hl;
-        if masked {
-            let m = [b[mask_at], b[mask_at + 1], b[mask_at + 2], b[mask_at + 3]];
-            unmask(&mut c.buf[start..start + len], m);
-        }
-        let first = c.buf[at];
-        closing = first & 0x0f == ws::OP_CLOSE;
-        let mut h = [0u8; 10];
-        h[0] = first;
-        let n = if len < 126 {
-            h[1] = len as u8;
-            2
-        } else if len <= 0xffff {
-            h[1] = 126;
-            h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-            4
-        } else {
-            h[1] = 127;
-            h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-            10
-        };
-        out.push((h, n, start, start + len));
-        at = start + len;
     }
-    if out.is_empty() {
-        return Some(at - c.start);
+    Some(at - c.start)
+}
+
+/// Writes the frames `out` describes with one vectored write, queueing what the kernel
+/// does not take (or everything, behind output already queued); false if the socket failed.
+fn write_frames(c: &mut Conn, out: &[([u8; 10], usize, usize, usize)]) -> bool {
+    let mut slices = [IoSlice::new(&[]); 2 * BATCH];
+    for (i, (h, n, s, e)) in out.iter().enumerate() {
+        slices[2 * i] = IoSlice::new(&h[..*n]);
+        slices[2 * i + 1] = IoSlice::new(&c.buf[*s..*e]);
     }
-    let slices: Vec<IoSlice<'_>> = out
-        .iter()
-        .flat_map(|(h, n, s, e)| [IoSlice::new(&h[..*n]), IoSlice::new(&c.buf[*s..*e])])
-        .collect();
+    let slices = &slices[..2 * out.len()];
     let total: usize = slices.iter().map(|s| s.len()).sum();
     if !c.pending.is_empty() {
         // Behind output still waiting: queue after it, in order.
-        for s in &slices {
+        for s in slices {
             c.pending.extend_from_slice(s);
         }
-        drop(slices);
-        let used = at - c.start;
-        return (flush(c) && !closing).then_some(used);
+        return flush(c);
     }
     let wrote = loop {
-        match c.sock.write_vectored(&slices) {
+        match c.sock.write_vectored(slices) {
             Ok(n) => break n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
+            Err(_) => return false,
         }
     };
     if wrote < total {
         // Keep what the kernel did not take, in order.
         let mut skip = wrote;
         let mut rest = Vec::with_capacity(total - wrote);
-        for s in &slices {
+        for s in slices {
             if skip >= s.len() {
                 skip -= s.len();
             } else {
@@ -289,12 +314,9 @@ fn echo_frames(c: &mut Conn) -> Option<usize> {
                 skip = 0;
             }
         }
-        drop(slices);
         c.pending.extend_from_slice(&rest);
-    } else {
-        drop(slices);
     }
-    (!closing).then_some(at - c.start)
+    true
 }
 
 /// XORs `data` with the 4-byte mask, eight bytes at a time (the compiler vectorizes it).
