@@ -101,6 +101,11 @@ fn take_message(buf: &mut BytesMut) -> Bytes {
 /// read (see `begin_frame`): a kept message keeps at most this much alive.
 const BATCH_ROOM_MAX: usize = 4096;
 
+/// Largest buffer [`Session::recycle`] keeps for the next message: what a
+/// connection that echoes small messages holds between them (hibernation
+/// gives it back).
+const RECYCLE_MAX: usize = 256;
+
 /// The default [`Config::max_fragments`].
 pub const DEFAULT_MAX_FRAGMENTS: u32 = 16_384;
 
@@ -206,6 +211,9 @@ pub struct Session {
     /// Compressed output before its header is known.
     scratch: Vec<u8>,
     message: BytesMut,
+    /// `message` is the unshared buffer of an echoed message, handed back by
+    /// [`recycle`](Session::recycle): kept while the connection waits.
+    recycled: bool,
     fragments: u32,
     utf8: Utf8Validator,
     control: Vec<u8>,
@@ -271,6 +279,7 @@ impl Session {
             peer_finished: false,
             scratch: Vec::new(),
             message: BytesMut::new(),
+            recycled: false,
             fragments: 0,
             utf8: Utf8Validator::default(),
             control: Vec::new(),
@@ -631,6 +640,8 @@ impl Session {
                 let op = self.message_op.take();
                 self.fragments = 0;
                 let text = op == Some(OpCode::Text);
+                // The buffer is handed out, or holds what was inflated.
+                self.recycled = false;
                 let payload = if std::mem::take(&mut self.message_compressed) {
                     // RFC 7692 §7.2.2: inflate, bounded by the message limit
                     // and checked as UTF-8 on the way.
@@ -748,6 +759,7 @@ impl Session {
         self.frame = None;
         self.message_op = None;
         self.message = BytesMut::new();
+        self.recycled = false;
         self.control = Vec::new();
         self.push_event(Event::Closed(closed));
     }
@@ -851,6 +863,29 @@ impl Session {
             return;
         }
         encode_frame(&mut self.data_out, op, false, payload, mask);
+    }
+
+    /// Hand back the payload of a frame that [`send`](Self::send) has taken
+    /// (copied into the output: a spliced payload is still shared and is not
+    /// taken). If nothing else holds it, it is small ([`RECYCLE_MAX`]) and no
+    /// message is being read, its memory becomes the buffer the next message
+    /// is read into, and stays while the connection waits: an echo then costs
+    /// no allocation. Otherwise it is dropped.
+    pub fn recycle(&mut self, payload: Bytes) {
+        if self.message.capacity() != 0
+            || self.message_op.is_some()
+            || payload.len() > RECYCLE_MAX
+            || self.state != State::Open
+        {
+            return;
+        }
+        if let Ok(mut buf) = payload.try_into_mut() {
+            if buf.capacity() <= RECYCLE_MAX {
+                buf.clear();
+                self.message = buf;
+                self.recycled = true;
+            }
+        }
     }
 
     /// Start the closing handshake (S11.2, S11.4): queue a close frame with
@@ -997,10 +1032,11 @@ impl Session {
     /// Let the message buffer go if it holds nothing (no message is being
     /// received): the driver calls this before it waits, so that an idle
     /// connection does not keep the room its last read took (at most
-    /// 4 KiB, shared with the messages split off it).
+    /// 4 KiB, shared with the messages split off it). A small buffer handed
+    /// back by [`recycle`](Self::recycle) stays.
     #[inline]
     pub fn release_message_buffer(&mut self) {
-        if self.message.is_empty() && self.message_op.is_none() {
+        if self.message.is_empty() && self.message_op.is_none() && !self.recycled {
             self.message = BytesMut::new();
         }
     }
@@ -1010,6 +1046,7 @@ impl Session {
     pub fn shrink(&mut self) {
         if self.message.is_empty() && self.message_op.is_none() {
             self.message = BytesMut::new();
+            self.recycled = false;
         }
         if self.control.is_empty() {
             self.control = Vec::new();

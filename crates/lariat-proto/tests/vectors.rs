@@ -744,3 +744,96 @@ fn peer_finished_after_its_close_frame_or_eof_only_rfc6455_7_1_1() {
     s.receive_eof();
     assert!(s.is_closed() && s.peer_finished());
 }
+
+/// An echoed payload, handed back once sent, is the buffer the next message
+/// is read into (no allocation per echo); it stays while the connection
+/// waits, and hibernation (S10) gives it back. A payload still held elsewhere,
+/// or too large, is not taken.
+#[test]
+fn an_echoed_payload_is_read_into_again() {
+    let now = Instant::now();
+    let mut s = Session::new(Role::Server, Config::default(), now);
+    let next = |s: &mut Session, payload: &[u8]| -> Message {
+        s.receive(&frame(true, OpCode::Text, payload), now);
+        match s.poll_event() {
+            Some(Event::Message(m)) => m,
+            e => panic!("expected a message, got {e:?}"),
+        }
+    };
+    let Message::Text(first) = next(&mut s, b"first message") else {
+        panic!("text")
+    };
+    s.send(&Frame::Text(first.clone()), now).unwrap();
+    let at = first.as_bytes().as_ptr();
+    let before = s.heap_size();
+    s.recycle(first.into_bytes());
+    s.release_message_buffer();
+    assert_eq!(s.heap_size(), before + 13, "the recycled buffer stays");
+    let Message::Text(second) = next(&mut s, b"second") else {
+        panic!("text")
+    };
+    assert_eq!(second.as_str(), "second");
+    assert_eq!(second.as_bytes().as_ptr(), at, "read into the same memory");
+    let mut out = Vec::new();
+    s.take_transmit(&mut out);
+    assert_eq!(out, [&[0x81, 13][..], b"first message"].concat());
+
+    // Held elsewhere: not taken, and the next message is unaffected.
+    let kept = second.clone();
+    s.recycle(second.into_bytes());
+    assert_eq!(kept.as_str(), "second");
+    let Message::Text(third) = next(&mut s, b"third") else {
+        panic!("text")
+    };
+    assert_eq!((third.as_str(), kept.as_str()), ("third", "second"));
+    assert_ne!(third.as_bytes().as_ptr(), kept.as_bytes().as_ptr());
+
+    // Too large to keep: the buffer is let go before the wait.
+    let big = next(&mut s, &[b'x'; 1000]);
+    let Message::Text(big) = big else {
+        panic!("text")
+    };
+    s.release_message_buffer();
+    let before = s.heap_size();
+    s.recycle(big.into_bytes());
+    s.release_message_buffer();
+    assert_eq!(s.heap_size(), before);
+
+    // S10: hibernation gives a recycled buffer back.
+    let Message::Text(small) = next(&mut s, b"small") else {
+        panic!("text")
+    };
+    s.recycle(small.into_bytes());
+    s.release_message_buffer();
+    assert!(s.heap_size() > before);
+    s.shrink();
+    assert_eq!(s.heap_size(), 0);
+}
+
+/// §8.1 on short pieces, which take the ASCII shortcut when they can: a
+/// non-ASCII byte in a short piece is still checked, and a code point cut
+/// between two short pieces is still joined.
+#[test]
+fn short_text_pieces_are_still_validated_rfc6455_8_1() {
+    let euro = "€".as_bytes();
+    let msg = [b"price: 5".as_slice(), euro].concat();
+    let (events, _) = run(&frame(true, OpCode::Text, &msg));
+    assert_eq!(events, vec![text("price: 5€")]);
+    let (events, _) = run(&cat(&[
+        frame(
+            false,
+            OpCode::Text,
+            &[b"ab".as_slice(), &euro[..2]].concat(),
+        ),
+        frame(
+            true,
+            OpCode::Continuation,
+            &[&euro[2..], b"cd".as_slice()].concat(),
+        ),
+    ]));
+    assert_eq!(events, vec![text("ab€cd")]);
+    let (events, _) = run(&frame(true, OpCode::Text, b"abc\xc0\xafdef"));
+    assert_eq!(events, vec![failed(ProtocolError::InvalidUtf8)]);
+    let (events, _) = run(&frame(true, OpCode::Text, b"abc\xe2\x82"));
+    assert_eq!(events, vec![failed(ProtocolError::InvalidUtf8)]);
+}

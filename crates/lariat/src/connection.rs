@@ -576,15 +576,15 @@ impl<H: Handler> Driver<H> {
                             // unblocks (a drain, a skipped publication, a
                             // hibernation, the close): wait right here for
                             // what comes next, instead of going round the
-                            // loop once more only to come back. (The refill
-                            // takes nothing: the session's output was all
-                            // taken; it lets go of what was written.)
+                            // loop once more only to come back. (Frames
+                            // queued while this write was pending are taken
+                            // now; usually there are none.)
                             let quiet = self.out.is_empty()
                                 && !self.hibernating
                                 && !self.backpressured
                                 && self.missed_pending == 0
                                 && self.accepts_callbacks();
-                            if quiet {
+                            if quiet && self.session.buffered_amount() != 0 {
                                 self.out.refill(&mut self.session);
                             }
                             if !quiet || !self.out.is_empty() {
@@ -1037,11 +1037,15 @@ impl<H: Handler> Driver<H> {
             self.session.last_activity()
         };
         match self.session.send(&frame, now) {
-            Ok(()) => {
-                if is_close && self.ending.is_none() {
+            Ok(()) => match frame {
+                // An echo's payload is read into again (no allocation per message).
+                Frame::Text(t) => self.session.recycle(t.into_bytes()),
+                Frame::Binary(b) => self.session.recycle(b),
+                _ if is_close && self.ending.is_none() => {
                     self.ending = Some(TerminateReason::Normal);
                 }
-            }
+                _ => {}
+            },
             // S11.3: nothing is sent after a close frame.
             Err(UsageError::SendAfterClose) => {}
             Err(e) => {
