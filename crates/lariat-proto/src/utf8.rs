@@ -18,6 +18,9 @@ impl std::fmt::Display for InvalidUtf8 {
 
 impl std::error::Error for InvalidUtf8 {}
 
+/// Pieces up to this long are first checked for being ASCII only.
+const SHORT: usize = 64;
+
 /// Validates a byte stream as UTF-8, piece by piece.
 ///
 /// ```
@@ -57,6 +60,11 @@ impl Utf8Validator {
                 }
                 Err(_) => return Err(InvalidUtf8),
             }
+        }
+        // A short ASCII piece (most chat and control traffic) needs no more
+        // than a word-at-a-time look; long pieces go to the SIMD pass at once.
+        if data.len() <= SHORT && data.is_ascii() {
+            return Ok(());
         }
         // Validate up to the start of a possibly cut final sequence in one
         // SIMD pass; the cut tail (at most 3 bytes) is checked on its own.
