@@ -84,19 +84,6 @@ pub const SPLICE_MIN: usize = 16 * 1024;
 /// The most one [`Session::payload_buffer`] lends at a time.
 const DIRECT_READ_MAX: usize = 256 * 1024;
 
-/// The complete message in `buf`, as `Bytes`. The whole buffer when little
-/// room is left after it (no allocation: a `BytesMut` that never shared its
-/// memory becomes `Bytes` as it is); split off it when the rest of the room is
-/// for the messages after it in the same read.
-#[inline]
-fn take_message(buf: &mut BytesMut) -> Bytes {
-    if buf.capacity() - buf.len() < 64 {
-        std::mem::take(buf).freeze()
-    } else {
-        buf.split().freeze()
-    }
-}
-
 /// Most room a small message takes for the messages after it in the same
 /// read (see `begin_frame`): a kept message keeps at most this much alive.
 const BATCH_ROOM_MAX: usize = 4096;
@@ -214,6 +201,13 @@ pub struct Session {
     /// `message` is the unshared buffer of an echoed message, handed back by
     /// [`recycle`](Session::recycle): kept while the connection waits.
     recycled: bool,
+    /// Messages were split off `message`: it shares their allocation.
+    message_split: bool,
+    /// Where the last message handed out as a whole allocation starts (0:
+    /// none); only that one may be recycled. The address's low 32 bits: the
+    /// field then fits in the padding the struct has anyway, and two live
+    /// allocations less than 4 GiB apart never share them.
+    handed_whole: u32,
     fragments: u32,
     utf8: Utf8Validator,
     control: Vec<u8>,
@@ -280,6 +274,8 @@ impl Session {
             scratch: Vec::new(),
             message: BytesMut::new(),
             recycled: false,
+            message_split: false,
+            handed_whole: 0,
             fragments: 0,
             utf8: Utf8Validator::default(),
             control: Vec::new(),
@@ -608,6 +604,24 @@ impl Session {
         self.advance_frame(n)
     }
 
+    /// The complete message in the message buffer, as `Bytes`. The whole
+    /// buffer when little room is left after it (no allocation: a `BytesMut`
+    /// that never shared its memory becomes `Bytes` as it is); split off it
+    /// when the rest of the room is for the messages after it in the same read.
+    #[inline]
+    fn take_message(&mut self) -> Bytes {
+        if self.message.capacity() - self.message.len() < 64 {
+            let whole = !std::mem::take(&mut self.message_split);
+            let payload = std::mem::take(&mut self.message).freeze();
+            self.handed_whole = if whole { payload.as_ptr() as u32 } else { 0 };
+            payload
+        } else {
+            self.message_split = true;
+            self.handed_whole = 0;
+            self.message.split().freeze()
+        }
+    }
+
     /// `n` more payload bytes of the current frame were taken.
     fn advance_frame(&mut self, n: usize) -> Result<(), ProtocolError> {
         let Some(f) = self.frame.as_mut() else {
@@ -654,7 +668,7 @@ impl Session {
                     if text {
                         self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                     }
-                    take_message(&mut self.message)
+                    self.take_message()
                 };
                 let message = if text {
                     Message::Text(Text::from_validated(payload))
@@ -759,6 +773,7 @@ impl Session {
         self.frame = None;
         self.message_op = None;
         self.message = BytesMut::new();
+        self.message_split = false;
         self.recycled = false;
         self.control = Vec::new();
         self.push_event(Event::Closed(closed));
@@ -867,12 +882,17 @@ impl Session {
 
     /// Hand back the payload of a frame that [`send`](Self::send) has taken
     /// (copied into the output: a spliced payload is still shared and is not
-    /// taken). If nothing else holds it, it is small ([`RECYCLE_MAX`]) and no
+    /// taken). If nothing else holds it, it is small (256 bytes at most) and no
     /// message is being read, its memory becomes the buffer the next message
     /// is read into, and stays while the connection waits: an echo then costs
     /// no allocation. Otherwise it is dropped.
     pub fn recycle(&mut self, payload: Bytes) {
-        if self.message.capacity() != 0
+        // Only the last message handed out whole, from its first byte: a
+        // message split off a larger buffer would keep all of it alive.
+        let whole = payload.as_ptr() as u32 == self.handed_whole;
+        self.handed_whole = 0;
+        if !whole
+            || self.message.capacity() != 0
             || self.message_op.is_some()
             || payload.len() > RECYCLE_MAX
             || self.state != State::Open
@@ -884,6 +904,7 @@ impl Session {
                 buf.clear();
                 self.message = buf;
                 self.recycled = true;
+                self.message_split = false;
             }
         }
     }
@@ -1038,6 +1059,7 @@ impl Session {
     pub fn release_message_buffer(&mut self) {
         if self.message.is_empty() && self.message_op.is_none() && !self.recycled {
             self.message = BytesMut::new();
+            self.message_split = false;
         }
     }
 
@@ -1046,6 +1068,7 @@ impl Session {
     pub fn shrink(&mut self) {
         if self.message.is_empty() && self.message_op.is_none() {
             self.message = BytesMut::new();
+            self.message_split = false;
             self.recycled = false;
         }
         if self.control.is_empty() {

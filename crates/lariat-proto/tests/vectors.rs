@@ -799,6 +799,30 @@ fn an_echoed_payload_is_read_into_again() {
     s.release_message_buffer();
     assert_eq!(s.heap_size(), before);
 
+    // Messages that arrived in one read share one allocation: the last of
+    // them, even once it is the only one left, is not kept (it would keep
+    // the whole allocation alive).
+    s.receive(
+        &cat(&[
+            frame(true, OpCode::Binary, b"aaaa"),
+            frame(true, OpCode::Binary, &[b'b'; 100]),
+        ]),
+        now,
+    );
+    let (Some(Event::Message(a)), Some(Event::Message(b))) = (s.poll_event(), s.poll_event())
+    else {
+        panic!("two messages")
+    };
+    drop(a);
+    s.release_message_buffer();
+    let before = s.heap_size();
+    let Message::Binary(b) = b else {
+        panic!("binary")
+    };
+    s.recycle(b);
+    s.release_message_buffer();
+    assert_eq!(s.heap_size(), before);
+
     // S10: hibernation gives a recycled buffer back.
     let Message::Text(small) = next(&mut s, b"small") else {
         panic!("text")
