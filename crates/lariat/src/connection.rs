@@ -11,6 +11,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::io::Read;
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::os::fd::{AsRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -286,6 +287,21 @@ pub(crate) fn run<H: Handler>(
     peer: SocketAddr,
     server: ServerLink,
 ) -> impl Future<Output = ()> + Send {
+    lifecycle(
+        Inline(new_driver(upgrade, io, leftover, peer, server)),
+        true,
+    )
+}
+
+/// A new connection's driver: registered with the server, its session set
+/// up and fed what was read past the upgrade request.
+fn new_driver<H: Handler>(
+    upgrade: Upgrade<H>,
+    io: Io,
+    leftover: Bytes,
+    peer: SocketAddr,
+    server: ServerLink,
+) -> Driver<H> {
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let handle = Handle::new(
         id,
@@ -325,7 +341,53 @@ pub(crate) fn run<H: Handler>(
         server,
     };
     debug!(conn = id, %peer, "websocket open");
-    lifecycle(d, true)
+    d
+}
+
+/// Where a connection's task keeps its driver.
+///
+/// A connection's first task holds it in its own future ([`Inline`]): one
+/// allocation, the task's, for as long as the connection lives. A task
+/// resumed from the parking lot (S10) holds it boxed: its future is then a
+/// third of the size, and tokio moves that future several times on its way
+/// into a new task, on every wake.
+trait DriverSlot<H: Handler>: DerefMut<Target = Driver<H>> + Send + Sized {
+    fn into_box(self) -> Box<Driver<H>>;
+    fn from_box(driver: Box<Driver<H>>) -> Self;
+}
+
+/// A driver held in the task's own future.
+struct Inline<H: Handler>(Driver<H>);
+
+impl<H: Handler> Deref for Inline<H> {
+    type Target = Driver<H>;
+    fn deref(&self) -> &Driver<H> {
+        &self.0
+    }
+}
+
+impl<H: Handler> DerefMut for Inline<H> {
+    fn deref_mut(&mut self) -> &mut Driver<H> {
+        &mut self.0
+    }
+}
+
+impl<H: Handler> DriverSlot<H> for Inline<H> {
+    fn into_box(self) -> Box<Driver<H>> {
+        Box::new(self.0)
+    }
+    fn from_box(driver: Box<Driver<H>>) -> Self {
+        Inline(*driver)
+    }
+}
+
+impl<H: Handler> DriverSlot<H> for Box<Driver<H>> {
+    fn into_box(self) -> Box<Driver<H>> {
+        self
+    }
+    fn from_box(driver: Box<Driver<H>>) -> Self {
+        driver
+    }
 }
 
 /// The connection's task: the after-upgrade init (the first time), the loop,
@@ -333,24 +395,28 @@ pub(crate) fn run<H: Handler>(
 /// once): moving it into an async fn's `mut self` would store it twice.
 // Not an async fn: its argument would be kept twice in the future.
 #[allow(clippy::manual_async_fn)]
-fn lifecycle<H: Handler>(mut d: Driver<H>, init: bool) -> impl Future<Output = ()> + Send {
+fn lifecycle<H: Handler, D: DriverSlot<H>>(
+    mut d: D,
+    init: bool,
+) -> impl Future<Output = ()> + Send {
     async move {
         if init {
             if !d.take_over().await {
                 return;
             }
             // S3: the after-upgrade init, before any frame is handled.
-            let reply = catch(d.handler.init(&mut d.ctx)).await;
+            let driver = &mut *d;
+            let reply = catch(driver.handler.init(&mut driver.ctx)).await;
             d.apply(reply);
         }
         let closed = loop {
             match d.drive().await {
                 Exit::Ended(reason) => return d.end(reason),
                 Exit::Closed(c) => break c,
-                Exit::Park => match d.park() {
+                Exit::Park => match d.into_box().park() {
                     Ok(()) => return,
                     Err(back) => {
-                        d = *back;
+                        d = D::from_box(back);
                         // Not parkable after all: wait as a task until the
                         // next callback asks again.
                         d.hibernating = false;
@@ -1173,7 +1239,7 @@ impl<H: Handler> Driver<H> {
 impl<H: Handler> Driver<H> {
     /// Leave the task for the parking lot (S10). The driver comes back if it
     /// cannot park after all; a lot that will not take it resumes it at once.
-    fn park(mut self) -> Result<(), Box<Self>> {
+    fn park(mut self: Box<Self>) -> Result<(), Box<Self>> {
         let placeholder = Session::new(
             Role::Server,
             lariat_proto::Config::default(),
@@ -1183,7 +1249,7 @@ impl<H: Handler> Driver<H> {
             Ok(p) => p,
             Err(s) => {
                 self.session = s;
-                return Err(Box::new(self));
+                return Err(self);
             }
         };
         let socket = match std::mem::replace(&mut self.io, Io::Detached) {
@@ -1196,13 +1262,13 @@ impl<H: Handler> Driver<H> {
                     // The socket is gone with the failed deregistration.
                     self.io_error = Some(e);
                     self.session = Session::resume(session);
-                    return Err(Box::new(self));
+                    return Err(self);
                 }
             },
             other => {
                 self.io = other;
                 self.session = Session::resume(session);
-                return Err(Box::new(self));
+                return Err(self);
             }
         };
         let Driver {
@@ -1213,7 +1279,7 @@ impl<H: Handler> Driver<H> {
             shutdown_reason,
             server,
             ..
-        } = self;
+        } = *self;
         let Context {
             handle,
             timers,
@@ -1303,7 +1369,7 @@ impl<H: Handler> Parked for Hibernated<H> {
     }
 
     fn resume(self: Box<Self>) {
-        tokio::spawn(lifecycle((*self).into_driver(), false));
+        tokio::spawn(lifecycle(Box::new((*self).into_driver()), false));
     }
 }
 
@@ -1452,6 +1518,20 @@ mod tests {
         let first = run(Upgrade::new(Quiet), on_upgrade, Bytes::new(), peer, link);
         let first = std::mem::size_of_val(&first);
         assert!(first <= 1048, "a new connection's future is {first} bytes");
+        // S10: resumed from the lot, with its driver boxed: a small future,
+        // cheap for tokio to move into the new task.
+        let (s2, peer2) = {
+            let _c = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            l.accept().await.unwrap()
+        };
+        let link = crate::server::ServerLink::for_tests();
+        let d = new_driver(Upgrade::new(Quiet), Io::Tcp(s2), Bytes::new(), peer2, link);
+        let resumed = lifecycle(Box::new(d), false);
+        let resumed = std::mem::size_of_val(&resumed);
+        assert!(
+            resumed <= 320,
+            "a resumed connection's future is {resumed} bytes"
+        );
         assert!(
             std::mem::size_of::<Session>() <= 376,
             "{}",
