@@ -206,7 +206,9 @@ pub struct Session {
     /// Where the last message handed out as a whole allocation starts (0:
     /// none); only that one may be recycled. The address's low 32 bits: the
     /// field then fits in the padding the struct has anyway, and two live
-    /// allocations less than 4 GiB apart never share them.
+    /// allocations less than 4 GiB apart never share them. (Were two to
+    /// match, the cost is bounded: a unique payload of at most 256 bytes
+    /// whose allocation is larger would be kept while the connection waits.)
     handed_whole: u32,
     fragments: u32,
     utf8: Utf8Validator,
@@ -606,11 +608,13 @@ impl Session {
 
     /// The complete message in the message buffer, as `Bytes`. The whole
     /// buffer when little room is left after it (no allocation: a `BytesMut`
-    /// that never shared its memory becomes `Bytes` as it is); split off it
+    /// that never shared its memory becomes `Bytes` as it is), or when it is
+    /// a small recycled one (so that it can be recycled again); split off it
     /// when the rest of the room is for the messages after it in the same read.
     #[inline]
-    fn take_message(&mut self) -> Bytes {
-        if self.message.capacity() - self.message.len() < 64 {
+    fn take_message(&mut self, recycled: bool) -> Bytes {
+        let room = self.message.capacity() - self.message.len();
+        if room < 64 || (recycled && self.message.capacity() <= RECYCLE_MAX) {
             let whole = !std::mem::take(&mut self.message_split);
             let payload = std::mem::take(&mut self.message).freeze();
             self.handed_whole = if whole { payload.as_ptr() as u32 } else { 0 };
@@ -655,7 +659,8 @@ impl Session {
                 self.fragments = 0;
                 let text = op == Some(OpCode::Text);
                 // The buffer is handed out, or holds what was inflated.
-                self.recycled = false;
+                let recycled = std::mem::take(&mut self.recycled);
+                self.handed_whole = 0;
                 let payload = if std::mem::take(&mut self.message_compressed) {
                     // RFC 7692 §7.2.2: inflate, bounded by the message limit
                     // and checked as UTF-8 on the way.
@@ -668,7 +673,7 @@ impl Session {
                     if text {
                         self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
                     }
-                    self.take_message()
+                    self.take_message(recycled)
                 };
                 let message = if text {
                     Message::Text(Text::from_validated(payload))
@@ -889,7 +894,7 @@ impl Session {
     pub fn recycle(&mut self, payload: Bytes) {
         // Only the last message handed out whole, from its first byte: a
         // message split off a larger buffer would keep all of it alive.
-        let whole = payload.as_ptr() as u32 == self.handed_whole;
+        let whole = self.handed_whole != 0 && payload.as_ptr() as u32 == self.handed_whole;
         self.handed_whole = 0;
         if !whole
             || self.message.capacity() != 0

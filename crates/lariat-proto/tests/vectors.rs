@@ -778,6 +778,22 @@ fn an_echoed_payload_is_read_into_again() {
     s.take_transmit(&mut out);
     assert_eq!(out, [&[0x81, 13][..], b"first message"].concat());
 
+    // A recycled buffer that a shorter message leaves room in is still
+    // handed out whole, and recycled again: every echo reuses it.
+    s.recycle(second.clone().into_bytes()); // held by `second`: not taken
+    let Message::Text(long) = next(&mut s, &[b'l'; 200]) else {
+        panic!("text")
+    };
+    let at = long.as_bytes().as_ptr();
+    s.recycle(long.into_bytes());
+    for word in ["short", "tiny", "x"] {
+        let Message::Text(t) = next(&mut s, word.as_bytes()) else {
+            panic!("text")
+        };
+        assert_eq!((t.as_str(), t.as_bytes().as_ptr()), (word, at));
+        s.recycle(t.into_bytes());
+    }
+
     // Held elsewhere: not taken, and the next message is unaffected.
     let kept = second.clone();
     s.recycle(second.into_bytes());

@@ -546,7 +546,7 @@ impl<H: Handler> Driver<H> {
                     // the handler asked for (S10).
                     let hibernating = self.hibernating;
                     self.apply(reply);
-                    self.hibernating |= hibernating;
+                    self.keep_hibernating(hibernating);
                 }
                 continue;
             }
@@ -557,7 +557,7 @@ impl<H: Handler> Driver<H> {
                     let reply = catch(self.handler.drain(&mut self.ctx)).await;
                     let hibernating = self.hibernating;
                     self.apply(reply);
-                    self.hibernating |= hibernating;
+                    self.keep_hibernating(hibernating);
                 }
                 continue;
             }
@@ -1153,6 +1153,16 @@ impl<H: Handler> Driver<H> {
             Instant::now().into_std(),
         );
         self.ending = Some(TerminateReason::Crash(why));
+    }
+
+    /// After a flow-control callback: a hibernation asked for before it
+    /// still holds, and what the callback left behind (a reply's recycled
+    /// buffer) goes too.
+    fn keep_hibernating(&mut self, was: bool) {
+        if was && !self.hibernating {
+            self.hibernating = true;
+            self.hibernate();
+        }
     }
 
     /// S10: give back every buffer that can be rebuilt.
