@@ -293,6 +293,7 @@ impl Session {
     }
 
     /// When data last came from the peer (the idle timeout's start, S8.3).
+    #[inline]
     pub fn last_activity(&self) -> Instant {
         self.last_activity
     }
@@ -304,6 +305,7 @@ impl Session {
 
     /// Change limits and timers while the session runs (Cowboy's `set_options`).
     /// A new limit applies from the next frame header.
+    #[inline]
     pub fn config_mut(&mut self) -> &mut Config {
         &mut self.config
     }
@@ -334,11 +336,13 @@ impl Session {
     }
 
     /// True once the connection is over: nothing more will be read or queued.
+    #[inline]
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
     }
 
     /// True once a close frame was sent or received: data may no longer be sent.
+    #[inline]
     pub fn is_closing(&self) -> bool {
         self.state != State::Open
     }
@@ -347,11 +351,13 @@ impl Session {
     /// §5.5.1) or the end of its stream arrived. The driver may then close
     /// the socket at once after the last bytes (§7.1.1), without waiting for
     /// anything more from it.
+    #[inline]
     pub fn peer_finished(&self) -> bool {
         self.peer_finished
     }
 
     /// Bytes queued for the peer and not yet taken by [`take_transmit`](Self::take_transmit).
+    #[inline]
     pub fn buffered_amount(&self) -> usize {
         let queued = self.urgent_out.len() + self.data_out.len();
         if self.spliced.is_empty() {
@@ -1022,6 +1028,7 @@ impl Session {
     // ---------------------------------------------------------------- time
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    #[inline]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
             State::Open => self.config.idle_timeout.map(|t| self.last_activity + t),
@@ -1100,6 +1107,7 @@ impl Session {
     /// True when nothing is in flight: open, no partial frame or message, no
     /// event untaken, nothing queued to send. Only then can the session be
     /// [parked](Self::park).
+    #[inline]
     pub fn is_idle(&self) -> bool {
         self.state == State::Open
             && self.header_len == 0

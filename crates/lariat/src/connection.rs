@@ -801,7 +801,8 @@ impl<H: Handler> Driver<H> {
             let data = rb.filled();
             let n = data.len();
             let r = self.after_read(result, n, |s, now| s.receive(data, now));
-            if n > 0 && self.session.payload_buffer(DIRECT_READ_MIN).is_none() {
+            if n > 0 && self.large_frames && self.session.payload_buffer(DIRECT_READ_MIN).is_none()
+            {
                 self.large_frames = false;
             }
             r
@@ -834,7 +835,10 @@ impl<H: Handler> Driver<H> {
                     drained = n < limit;
                     let data = &shared[..n];
                     let r = self.after_read(Poll::Ready(Ok(())), n, |s, now| s.receive(data, now));
-                    if n > 0 && self.session.payload_buffer(DIRECT_READ_MIN).is_none() {
+                    if n > 0
+                        && self.large_frames
+                        && self.session.payload_buffer(DIRECT_READ_MIN).is_none()
+                    {
                         self.large_frames = false;
                     }
                     Some(r)
