@@ -11,8 +11,8 @@
 //! floor --addr 127.0.0.1:9000
 //! ```
 //!
-//! The suite does not rank it; `scripts/bench-floor.sh` runs it interleaved with lariat
-//! and the peers, and BENCHMARKS.md's "floor" section quotes what it measured.
+//! The suite runs it in every echo scenario, interleaved with lariat and the peers, but
+//! ranks nothing by it; BENCHMARKS.md's "floor" section quotes what it measured.
 
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
