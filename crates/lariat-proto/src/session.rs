@@ -783,9 +783,7 @@ impl Session {
         self.state = State::Closed;
         self.frame = None;
         self.message_op = None;
-        self.message = BytesMut::new();
-        self.message_split = false;
-        self.recycled = false;
+        self.drop_message_buffer();
         self.control = Vec::new();
         self.push_event(Event::Closed(closed));
     }
@@ -1070,18 +1068,23 @@ impl Session {
     #[inline]
     pub fn release_message_buffer(&mut self) {
         if self.message.is_empty() && self.message_op.is_none() && !self.recycled {
-            self.message = BytesMut::new();
-            self.message_split = false;
+            self.drop_message_buffer();
         }
+    }
+
+    /// No message buffer: neither shared with split-off messages nor recycled.
+    #[inline]
+    fn drop_message_buffer(&mut self) {
+        self.message = BytesMut::new();
+        self.message_split = false;
+        self.recycled = false;
     }
 
     /// Give back every buffer that holds nothing (S10: hibernate). Buffers
     /// holding part of a frame or message, or bytes not yet sent, are kept.
     pub fn shrink(&mut self) {
         if self.message.is_empty() && self.message_op.is_none() {
-            self.message = BytesMut::new();
-            self.message_split = false;
-            self.recycled = false;
+            self.drop_message_buffer();
         }
         if self.control.is_empty() {
             self.control = Vec::new();

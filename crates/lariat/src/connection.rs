@@ -801,12 +801,17 @@ impl<H: Handler> Driver<H> {
             let data = rb.filled();
             let n = data.len();
             let r = self.after_read(result, n, |s, now| s.receive(data, now));
-            if n > 0 && self.large_frames && self.session.payload_buffer(DIRECT_READ_MIN).is_none()
-            {
-                self.large_frames = false;
-            }
+            self.after_shared_read(n);
             r
         })
+    }
+
+    /// After `n` bytes read through the shared buffer: once no large payload
+    /// is being read, read in full-size pieces again.
+    fn after_shared_read(&mut self, n: usize) {
+        if n > 0 && self.large_frames && self.session.payload_buffer(DIRECT_READ_MIN).is_none() {
+            self.large_frames = false;
+        }
     }
 
     /// One direct read of a socket outside tokio's reactor into the shared
@@ -835,12 +840,7 @@ impl<H: Handler> Driver<H> {
                     drained = n < limit;
                     let data = &shared[..n];
                     let r = self.after_read(Poll::Ready(Ok(())), n, |s, now| s.receive(data, now));
-                    if n > 0
-                        && self.large_frames
-                        && self.session.payload_buffer(DIRECT_READ_MIN).is_none()
-                    {
-                        self.large_frames = false;
-                    }
+                    self.after_shared_read(n);
                     Some(r)
                 }
                 Err(e) if would_block(&e) => {
