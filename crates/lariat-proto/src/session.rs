@@ -431,6 +431,23 @@ impl Session {
         Some((&mut self.message, room))
     }
 
+    /// The data frame being read: its payload bytes still to come, and its
+    /// whole payload length. `None` between frames, in a control frame, or
+    /// once reading has failed. A driver reading large frames sizes a read
+    /// that cannot go straight into the message buffer by it, so that the
+    /// read ends just past the next frame's header and that frame's payload
+    /// can.
+    #[inline]
+    pub fn data_frame_progress(&self) -> Option<(u64, u64)> {
+        if self.failure.is_some() {
+            return None;
+        }
+        self.frame
+            .as_ref()
+            .filter(|f| !f.opcode.is_control())
+            .map(|f| (f.remaining, f.remaining + f.offset as u64))
+    }
+
     /// `n` payload bytes were appended to the buffer that
     /// [`payload_buffer`](Self::payload_buffer) lent: take them as if they
     /// had come through [`receive`](Self::receive).

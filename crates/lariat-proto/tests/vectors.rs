@@ -877,3 +877,25 @@ fn short_text_pieces_are_still_validated_rfc6455_8_1() {
     let (events, _) = run(&frame(true, OpCode::Text, b"abc\xe2\x82"));
     assert_eq!(events, vec![failed(ProtocolError::InvalidUtf8)]);
 }
+
+/// The driver sizes reads by how much of a data frame's payload is still to
+/// come (RFC 6455 §5.2: the header gives the length): nothing between
+/// frames or in a control frame.
+#[test]
+fn data_frame_progress_follows_the_payload_rfc6455_5_2() {
+    let now = Instant::now();
+    let mut s = Session::new(Role::Server, Config::default(), now);
+    assert_eq!(s.data_frame_progress(), None);
+    let payload = vec![7u8; 70_000];
+    let wire = frame(true, OpCode::Binary, &payload);
+    let header = wire.len() - payload.len();
+    s.receive(&wire[..header + 100], now);
+    assert_eq!(s.data_frame_progress(), Some((69_900, 70_000)));
+    s.receive(&wire[header + 100..header + 60_000], now);
+    assert_eq!(s.data_frame_progress(), Some((10_000, 70_000)));
+    s.receive(&wire[header + 60_000..], now);
+    assert_eq!(s.data_frame_progress(), None, "between frames");
+    let ping = frame(true, OpCode::Ping, b"12345678");
+    s.receive(&ping[..ping.len() - 4], now);
+    assert_eq!(s.data_frame_progress(), None, "in a control frame");
+}

@@ -230,6 +230,9 @@ const SPLIT_TAIL: usize = lariat_proto::frame::MAX_HEADER_LEN;
 /// Bytes read in one turn of the task before it yields to the worker's
 /// other connections (a few large frames, or thousands of small ones).
 const FAIR_SHARE: u32 = 128 * 1024;
+/// Replies to large messages held back for one more read (see step 3 of
+/// the task's loop) while less than this is queued.
+const CORK_LIMIT: usize = 128 * 1024;
 
 struct Driver<H: Handler> {
     io: Io,
@@ -589,8 +592,20 @@ impl<H: Handler> Driver<H> {
                 // Nothing more for the handler: refuse messages from now on.
                 self.close_mailbox();
             }
-            // 3. Transmit.
-            if self.out.is_empty() {
+            // 3. Transmit. While large messages stream in, the reply to one
+            // waits until the socket has been read once more (cork): when the
+            // next message is there too, both replies go out in one vectored
+            // write, half the writes and the client wake-ups; when it is not,
+            // the reply is written right after that read, which the task
+            // makes anyway before it waits.
+            let mut cork = self.large_frames
+                && self.out.is_empty()
+                && self.reading
+                && !self.hibernating
+                && self.accepts_callbacks()
+                && self.session.buffered_amount() <= self.flow.backpressure_limit
+                && (1..CORK_LIMIT).contains(&self.session.buffered_amount());
+            if self.out.is_empty() && !cork {
                 self.out.refill(&mut self.session);
             }
             // A client that keeps its socket full would keep this task
@@ -635,6 +650,22 @@ impl<H: Handler> Driver<H> {
                 && armed.is_none_or(|at| at > Instant::now());
             let progressed = poll_fn(|cx| {
                 let mut ready = false;
+                let mut read_pending = false;
+                if cork {
+                    match self.poll_read(cx, false) {
+                        Poll::Ready(Ok(())) => return Poll::Ready(Wait::Progress),
+                        Poll::Ready(Err(e)) => {
+                            self.io_error = Some(e);
+                            return Poll::Ready(Wait::Failed);
+                        }
+                        Poll::Pending => {
+                            // Nothing more yet: the replies go now.
+                            cork = false;
+                            read_pending = true;
+                            self.out.refill(&mut self.session);
+                        }
+                    }
+                }
                 if !self.out.is_empty() {
                     match self.out.poll_write(&mut self.io, cx) {
                         Poll::Ready(Ok(_)) => {
@@ -668,7 +699,7 @@ impl<H: Handler> Driver<H> {
                 // reading: the client's own flood waits in its socket (TCP
                 // flow control) instead of growing our queue.
                 let room = self.queued() <= self.flow.backpressure_limit;
-                if self.reading && room && !self.session.is_closed() {
+                if self.reading && room && !read_pending && !self.session.is_closed() {
                     // Not waiting on the socket this time when parking, or
                     // when the write made progress (the loop comes back).
                     match self.poll_read(cx, may_park || ready) {
@@ -791,11 +822,7 @@ impl<H: Handler> Driver<H> {
             // After a large frame, read little through the shared buffer: the
             // next large frame's header, not its payload, which then comes
             // straight into its message.
-            let limit = if self.large_frames {
-                4096
-            } else {
-                READ_BUF_SIZE
-            };
+            let limit = self.shared_read_limit();
             let mut rb = ReadBuf::new(&mut shared[..limit]);
             let result = Pin::new(&mut self.io).poll_read(cx, &mut rb);
             let data = rb.filled();
@@ -804,6 +831,24 @@ impl<H: Handler> Driver<H> {
             self.after_shared_read(n);
             r
         })
+    }
+
+    /// How much to read through the shared buffer. In or after a large
+    /// frame, little: the end of the current frame's payload (too short to
+    /// be read straight into its message) and the next frame's header, or
+    /// just a header, so that the next large payload is read straight into
+    /// its message from its first byte. A read of the full buffer would also
+    /// take most of the next payload, to be copied, and every read after it
+    /// would end just short of a frame's end in the same way.
+    fn shared_read_limit(&self) -> usize {
+        match self.session.data_frame_progress() {
+            Some((rest, len)) if len >= DIRECT_READ_MIN as u64 => usize::try_from(rest)
+                .unwrap_or(READ_BUF_SIZE)
+                .saturating_add(lariat_proto::frame::MAX_HEADER_LEN)
+                .clamp(4096, READ_BUF_SIZE),
+            _ if self.large_frames => 4096,
+            _ => READ_BUF_SIZE,
+        }
     }
 
     /// After `n` bytes read through the shared buffer: once no large payload
@@ -821,11 +866,7 @@ impl<H: Handler> Driver<H> {
             return None;
         };
         let mut drained = false;
-        let limit = if self.large_frames {
-            4096
-        } else {
-            READ_BUF_SIZE
-        };
+        let limit = self.shared_read_limit();
         let r = READ_BUF.with(|shared| {
             let mut shared = shared.borrow_mut();
             let read = loop {
