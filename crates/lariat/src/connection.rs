@@ -502,6 +502,8 @@ impl<H: Handler> Driver<H> {
         // fires (`is_elapsed`), polling it again would only register the
         // same waker again (twice per message otherwise).
         let mut sleep_polled = false;
+        // The last wait held replies back (see step 3): this one writes them.
+        let mut corked = false;
         loop {
             // 1. Events from the client, in order.
             // The event is taken apart before any await, and the closing is
@@ -597,8 +599,11 @@ impl<H: Handler> Driver<H> {
             // next message is there too, both replies go out in one vectored
             // write, half the writes and the client wake-ups; when it is not,
             // the reply is written right after that read, which the task
-            // makes anyway before it waits.
-            let mut cork = self.large_frames
+            // makes anyway before it waits. Never twice in a row: a client
+            // streaming a long upload in large frames would hold back a pong
+            // or the handler's replies for as long as it kept sending.
+            let mut cork = !corked
+                && self.large_frames
                 && self.out.is_empty()
                 && self.reading
                 && !self.hibernating
@@ -749,6 +754,8 @@ impl<H: Handler> Driver<H> {
                 }
             })
             .await;
+            // Still set only if the read it waited for brought more.
+            corked = cork;
             match progressed {
                 Wait::Progress => {}
                 Wait::Park => return Exit::Park,
@@ -819,9 +826,6 @@ impl<H: Handler> Driver<H> {
         }
         READ_BUF.with(|shared| {
             let mut shared = shared.borrow_mut();
-            // After a large frame, read little through the shared buffer: the
-            // next large frame's header, not its payload, which then comes
-            // straight into its message.
             let limit = self.shared_read_limit();
             let mut rb = ReadBuf::new(&mut shared[..limit]);
             let result = Pin::new(&mut self.io).poll_read(cx, &mut rb);
