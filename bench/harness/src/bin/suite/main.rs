@@ -358,6 +358,18 @@ fn targets(lariat: &Path, bin_dir: &Path) -> Targets {
         reference: true,
         deflate: false,
     });
+    // The same question asked of io_uring (bench/harness/src/bin/floor-uring.rs): one
+    // system call per turn for every socket's reads and writes.
+    echo.push(Target {
+        key: "floor-uring",
+        name: "floor-uring (no WebSocket library: io_uring, one system call per turn)",
+        bin: bin_dir.join("floor-uring"),
+        extra_args: vec![],
+        path: "/echo",
+        is_lariat: false,
+        reference: true,
+        deflate: false,
+    });
     let mut idle = vec![
         lariat_on(
             "lariat-hibernate",
