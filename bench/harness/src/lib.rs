@@ -9,10 +9,12 @@
 //!   chart.
 //!
 //! Modules: [`ws`] frames and the handshake, [`procfs`] what we read from `/proc`,
-//! [`args`] a tiny `--key value` parser, and the result types below.
+//! [`args`] a tiny `--key value` parser, [`reference`] what the two reference servers
+//! (`floor`, `floor-uring`) share, and the result types below.
 
 pub mod args;
 pub mod procfs;
+pub mod reference;
 pub mod ws;
 
 use serde::{Deserialize, Serialize};

@@ -21,6 +21,7 @@ use std::os::fd::{AsRawFd, RawFd};
 
 use io_uring::{opcode, squeue, types, IoUring};
 use lariat_bench::args::Args;
+use lariat_bench::reference::{self, unmask, FrameHead};
 use lariat_bench::ws;
 
 const ACCEPT: u64 = u64::MAX;
@@ -208,27 +209,10 @@ fn upgrade(c: &mut Conn) -> usize {
     let Some(head) = ws::head_len(&c.buf[c.start..c.len]) else {
         return 0;
     };
-    let req = String::from_utf8_lossy(&c.buf[c.start..c.start + head]);
-    let ours = req.lines().any(|l| {
-        l.split_once(':').is_some_and(|(n, v)| {
-            n.trim().eq_ignore_ascii_case("sec-websocket-key") && v.trim() == ws::KEY
-        })
-    });
-    if ours {
-        c.out.extend_from_slice(
-            format!(
-                "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
-                ws::ACCEPT
-            )
-            .as_bytes(),
-        );
-        c.upgraded = true;
-    } else {
-        c.out.extend_from_slice(
-            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-        );
-        c.closing = true;
-    }
+    let (reply, ours) = reference::upgrade_reply(&c.buf[c.start..c.start + head]);
+    c.out.extend_from_slice(&reply);
+    c.upgraded = ours;
+    c.closing = !ours;
     head
 }
 
@@ -237,48 +221,21 @@ fn upgrade(c: &mut Conn) -> usize {
 fn echo_frames(c: &mut Conn) -> usize {
     let mut at = c.start;
     while !c.closing {
-        let b = &c.buf[at..c.len];
-        if b.len() < 2 {
+        let Some(head) = FrameHead::parse(&c.buf[at..c.len]) else {
             break;
-        }
-        let (len, mut hl) = match b[1] & 0x7f {
-            126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-            127 if b.len() >= 10 => (
-                u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")) as usize,
-                10,
-            ),
-            126 | 127 => break,
-            n => (n as usize, 2),
         };
-        let masked = b[1] & 0x80 != 0;
-        let mask_at = hl;
-        if masked {
-            hl += 4;
-        }
-        if b.len() < hl + len {
+        let (start, len) = (at + head.header_len, head.payload_len);
+        if c.len < start + len {
             break;
         }
-        let first = b[0];
-        let m = masked.then(|| [b[mask_at], b[mask_at + 1], b[mask_at + 2], b[mask_at + 3]]);
-        c.out.push(first);
-        if len < 126 {
-            c.out.push(len as u8);
-        } else if len <= 0xffff {
-            c.out.push(126);
-            c.out.extend_from_slice(&(len as u16).to_be_bytes());
-        } else {
-            c.out.push(127);
-            c.out.extend_from_slice(&(len as u64).to_be_bytes());
-        }
-        let start = at + hl;
+        let (header, n) = head.echo_header();
+        c.out.extend_from_slice(&header[..n]);
         let from = c.out.len();
         c.out.extend_from_slice(&c.buf[start..start + len]);
-        if let Some(m) = m {
-            for (k, x) in c.out[from..].iter_mut().enumerate() {
-                *x ^= m[k & 3];
-            }
+        if let Some(m) = head.mask {
+            unmask(&mut c.out[from..], m);
         }
-        c.closing = first & 0x0f == ws::OP_CLOSE;
+        c.closing = head.first & 0x0f == ws::OP_CLOSE;
         at = start + len;
     }
     at - c.start

@@ -18,6 +18,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 
 use lariat_bench::args::Args;
+use lariat_bench::reference::{self, unmask, FrameHead};
 use lariat_bench::ws;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -177,21 +178,8 @@ fn upgrade(c: &mut Conn) -> Option<usize> {
     let Some(head) = ws::head_len(&c.buf[..c.len]) else {
         return Some(0);
     };
-    let req = String::from_utf8_lossy(&c.buf[..head]);
-    let ours = req.lines().any(|l| {
-        l.split_once(':').is_some_and(|(n, v)| {
-            n.trim().eq_ignore_ascii_case("sec-websocket-key") && v.trim() == ws::KEY
-        })
-    });
-    let reply = if ours {
-        format!(
-            "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {}\r\n\r\n",
-            ws::ACCEPT
-        )
-    } else {
-        "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string()
-    };
-    c.pending.extend_from_slice(reply.as_bytes());
+    let (reply, ours) = reference::upgrade_reply(&c.buf[..head]);
+    c.pending.extend_from_slice(&reply);
     if !flush(c) || !ours {
         return None;
     }
@@ -213,51 +201,20 @@ fn echo_frames(c: &mut Conn) -> Option<usize> {
         let mut out = [([0u8; 10], 0usize, 0usize, 0usize); BATCH];
         let mut k = 0;
         while !closing && k < BATCH {
-            let b = &c.buf[at..c.len];
-            if b.len() < 2 {
+            let Some(head) = FrameHead::parse(&c.buf[at..c.len]) else {
                 break;
-            }
-            let (len, mut hl) = match b[1] & 0x7f {
-                126 if b.len() >= 4 => (u16::from_be_bytes([b[2], b[3]]) as usize, 4),
-                127 if b.len() >= 10 => (
-                    u64::from_be_bytes(b[2..10].try_into().expect("8 bytes")) as usize,
-                    10,
-                ),
-                126 | 127 => break,
-                n => (n as usize, 2),
             };
-            let masked = b[1] & 0x80 != 0;
-            let mask_at = hl;
-            if masked {
-                hl += 4;
-            }
-            if b.len() < hl + len {
+            if c.len - at < head.header_len + head.payload_len {
                 break;
             }
-            let start = at + hl;
-            if masked {
-                let m = [b[mask_at], b[mask_at + 1], b[mask_at + 2], b[mask_at + 3]];
+            let start = at + head.header_len;
+            let len = head.payload_len;
+            if let Some(m) = head.mask {
                 unmask(&mut c.buf[start..start + len], m);
             }
-            let first = c.buf[at];
-            closing = first & 0x0f == ws::OP_CLOSE;
-            let h = &mut out[k].0;
-            h[0] = first;
-            let n = if len < 126 {
-                h[1] = len as u8;
-                2
-            } else if len <= 0xffff {
-                h[1] = 126;
-                h[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-                4
-            } else {
-                h[1] = 127;
-                h[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-                10
-            };
-            out[k].1 = n;
-            out[k].2 = start;
-            out[k].3 = start + len;
+            closing = head.first & 0x0f == ws::OP_CLOSE;
+            let (header, n) = head.echo_header();
+            out[k] = (header, n, start, start + len);
             k += 1;
             at = start + len;
         }
@@ -317,17 +274,4 @@ fn write_frames(c: &mut Conn, out: &[([u8; 10], usize, usize, usize)]) -> bool {
         c.pending.extend_from_slice(&rest);
     }
     true
-}
-
-/// XORs `data` with the 4-byte mask, eight bytes at a time (the compiler vectorizes it).
-fn unmask(data: &mut [u8], m: [u8; 4]) {
-    let word = u64::from_ne_bytes([m[0], m[1], m[2], m[3], m[0], m[1], m[2], m[3]]);
-    let mut chunks = data.chunks_exact_mut(8);
-    for ch in &mut chunks {
-        let v = u64::from_ne_bytes((&*ch).try_into().expect("8 bytes")) ^ word;
-        ch.copy_from_slice(&v.to_ne_bytes());
-    }
-    for (k, x) in chunks.into_remainder().iter_mut().enumerate() {
-        *x ^= m[k & 3];
-    }
 }
