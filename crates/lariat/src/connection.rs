@@ -230,6 +230,9 @@ const SPLIT_TAIL: usize = lariat_proto::frame::MAX_HEADER_LEN;
 /// Bytes read in one turn of the task before it yields to the worker's
 /// other connections (a few large frames, or thousands of small ones).
 const FAIR_SHARE: u32 = 128 * 1024;
+/// The least a read through the shared buffer takes while large frames come
+/// (see `shared_read_limit`): a header and a little more.
+const SMALL_READ: usize = 4096;
 /// Replies to large messages held back for one more read (see step 3 of
 /// the task's loop) while less than this is queued.
 const CORK_LIMIT: usize = 128 * 1024;
@@ -849,8 +852,8 @@ impl<H: Handler> Driver<H> {
             Some((rest, len)) if len >= DIRECT_READ_MIN as u64 => usize::try_from(rest)
                 .unwrap_or(READ_BUF_SIZE)
                 .saturating_add(lariat_proto::frame::MAX_HEADER_LEN)
-                .clamp(4096, READ_BUF_SIZE),
-            _ if self.large_frames => 4096,
+                .clamp(SMALL_READ, READ_BUF_SIZE),
+            _ if self.large_frames => SMALL_READ,
             _ => READ_BUF_SIZE,
         }
     }
