@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use lariat::http::StatusCode;
-use lariat::{response, Router, Server};
+use lariat::{response, Router, Server, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -14,7 +14,15 @@ fn open_fds() -> u64 {
 
 #[tokio::test]
 async fn accept_loop_survives_emfile() {
-    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    // Connections accepted as they come, silent ones included: each one the
+    // kernel hands over takes one of the server's descriptors.
+    let server = Server::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .config(ServerConfig {
+            defer_accept: false,
+            ..ServerConfig::default()
+        });
     let addr = server.local_addr().unwrap();
     tokio::spawn(
         server.serve(Router::new().http("/", |_| async { response(StatusCode::OK, "ok") })),

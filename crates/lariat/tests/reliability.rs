@@ -172,7 +172,14 @@ async fn slowloris_is_cut_off_at_the_header_deadline() {
 /// sends half a head: the header read timeout counts from the accept.
 #[tokio::test]
 async fn a_silent_connection_is_closed_at_the_header_deadline() {
-    let addr = echo_server_with_header_timeout(Duration::from_secs(1)).await;
+    // Accepted at once (not deferred until its first bytes): the deadline
+    // counts from the accept.
+    let addr = echo_server(ServerConfig {
+        header_read_timeout: Duration::from_secs(1),
+        defer_accept: false,
+        ..ServerConfig::default()
+    })
+    .await;
     let mut s = TcpStream::connect(addr).await.unwrap();
     let t0 = Instant::now();
     let mut b = [0u8; 64];
@@ -212,6 +219,64 @@ async fn a_header_read_timeout_of_duration_max_waits_without_a_deadline() {
     assert_eq!(&echo, b"\x81\x04late");
 }
 
+/// `ServerConfig::defer_accept` (Linux `TCP_DEFER_ACCEPT`, tcp(7)): a
+/// connection is not accepted, nor counted, until its first bytes come; then
+/// it is served as any other (RFC 6455 §4.2.1 upgrade). A connection that
+/// stays silent is still accepted after about a second, and then closed at
+/// the header read timeout.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_connection_is_accepted_once_its_first_bytes_come() {
+    let server = Server::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .config(ServerConfig {
+            header_read_timeout: Duration::from_millis(500),
+            ..ServerConfig::default()
+        });
+    let addr = server.local_addr().unwrap();
+    let stats = server.stats();
+    tokio::spawn(server.serve(Router::new().route("/", |_| async { Init::upgrade(Echo) })));
+    let mut quiet = TcpStream::connect(addr).await.unwrap();
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        stats.open_connections(),
+        0,
+        "accepted before any bytes came"
+    );
+    s.write_all(raw::upgrade_request("/", "").as_bytes())
+        .await
+        .unwrap();
+    let head = raw::read_head(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(stats.open_connections(), 1);
+    s.write_all(&raw::frame(0x81, b"first")).await.unwrap();
+    let mut echo = [0u8; 7];
+    tokio::time::timeout(T, s.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echo, b"\x81\x05first");
+    // The silent one: accepted late, then closed at its header deadline.
+    let mut b = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(6), quiet.read(&mut b))
+        .await
+        .expect("a silent connection was still open after 6 s")
+        .unwrap_or(0);
+    assert!(
+        n == 0 || b.starts_with(b"HTTP/1.1 408"),
+        "{:?}",
+        String::from_utf8_lossy(&b[..n])
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn connections_over_the_cap_get_503_and_service_resumes() {
     let config = ServerConfig {
@@ -220,12 +285,17 @@ async fn connections_over_the_cap_get_503_and_service_resumes() {
     };
     let router = Router::new().http("/", |_| async { response(StatusCode::OK, "ok") });
     let addr = start(router, config).await;
+    // Each held connection has begun its request, so that it is accepted
+    // (the server defers a connection until its first bytes).
     let mut held = Vec::new();
     for _ in 0..3 {
-        held.push(TcpStream::connect(addr).await.unwrap());
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        held.push(s);
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut extra = TcpStream::connect(addr).await.unwrap();
+    extra.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
     let (got, closed) = read_all(&mut extra, T).await;
     assert_status(&got, 503);
     assert!(closed);
@@ -736,7 +806,15 @@ async fn graceful_shutdown_closes_every_websocket_with_1001() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_closes_a_connection_that_sent_nothing() {
     let router = Router::new().route("/ws", |_| async { Init::upgrade(Echo) });
-    let server = Server::bind("127.0.0.1:0").await.unwrap();
+    // Accepted before its first bytes (with `defer_accept` it would still be
+    // the kernel's, and be reset when it sent them).
+    let server = Server::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .config(ServerConfig {
+            defer_accept: false,
+            ..ServerConfig::default()
+        });
     let addr = server.local_addr().unwrap();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.serve_with_shutdown(router, async {
