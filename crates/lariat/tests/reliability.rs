@@ -892,7 +892,7 @@ async fn read_server_frame(s: &mut (impl AsyncReadExt + Unpin)) -> (u8, Vec<u8>)
 #[tokio::test]
 async fn large_messages_back_to_back_are_echoed_whole_and_in_order() {
     let addr = echo_server(ServerConfig::default()).await;
-    let (mut s, _) = raw::upgrade(addr, "/", "").await;
+    let (s, _) = raw::upgrade(addr, "/", "").await;
     let text = "añb€c𝄞".repeat(4_000); // 48,000 bytes, characters of 1 to 4
     let sizes = [
         70_000, 65_536, 65_536, 20_000, 300_000, 16_385, 17, 65_536, 40_000,
