@@ -236,7 +236,9 @@ impl Server {
         Ok(Server::from_listener(TcpListener::bind(addr).await?))
     }
 
-    /// Serve on a listener bound elsewhere.
+    /// Serve on a listener bound elsewhere. It is set to defer accepts as
+    /// [`ServerConfig::defer_accept`] says (on by default; `config` can turn
+    /// it off).
     pub fn from_listener(listener: TcpListener) -> Server {
         let config = ServerConfig::default();
         defer_accept(&listener, config.defer_accept);
