@@ -1,9 +1,34 @@
 //! What the two reference servers, `floor` (epoll) and `floor-uring` (io_uring), share:
-//! their answer to loadgen's upgrade request, reading a client frame's header, writing
-//! the echo's header, and unmasking. Neither is a WebSocket server (see their docs); this
+//! their command line, their answer to loadgen's upgrade request, reading a client
+//! frame's header, writing the echo's header, and unmasking. Neither is a WebSocket server (see their docs); this
 //! is only as much of the protocol as echoing loadgen's frames needs.
 
+use std::net::SocketAddr;
+
+use crate::args::Args;
 use crate::ws;
+
+/// A reference server's `main`: parse `--addr HOST:PORT` and run `serve` on it; a bad
+/// command line exits with 2, an error from `serve` with 1, each after a line on stderr
+/// that starts with `name`.
+pub fn run(name: &str, serve: impl FnOnce(SocketAddr) -> std::io::Result<()>) {
+    let args = Args::parse(std::env::args().skip(1), &[]).unwrap_or_else(|e| {
+        eprintln!("{name}: {e}");
+        std::process::exit(2)
+    });
+    let addr: SocketAddr = args
+        .str("addr")
+        .ok()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| {
+            eprintln!("{name}: --addr HOST:PORT");
+            std::process::exit(2)
+        });
+    if let Err(e) = serve(addr) {
+        eprintln!("{name}: {e}");
+        std::process::exit(1);
+    }
+}
 
 /// The reply to a whole upgrade request head, and whether it is the 101: only loadgen's
 /// own key ([`ws::KEY`]) is answered, with [`ws::ACCEPT`]; anything else gets a 400.

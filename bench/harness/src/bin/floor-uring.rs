@@ -20,7 +20,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, RawFd};
 
 use io_uring::{opcode, squeue, types, IoUring};
-use lariat_bench::args::Args;
 use lariat_bench::reference::{self, unmask, FrameHead};
 use lariat_bench::ws;
 
@@ -46,22 +45,7 @@ struct Conn {
 }
 
 fn main() {
-    let args = Args::parse(std::env::args().skip(1), &[]).unwrap_or_else(|e| {
-        eprintln!("floor-uring: {e}");
-        std::process::exit(2)
-    });
-    let addr: SocketAddr = args
-        .str("addr")
-        .ok()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| {
-            eprintln!("floor-uring: --addr HOST:PORT");
-            std::process::exit(2)
-        });
-    if let Err(e) = serve(addr) {
-        eprintln!("floor-uring: {e}");
-        std::process::exit(1);
-    }
+    reference::run("floor-uring", serve);
 }
 
 fn push(ring: &mut IoUring, e: &squeue::Entry) -> io::Result<()> {

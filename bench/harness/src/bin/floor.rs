@@ -17,7 +17,6 @@
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 
-use lariat_bench::args::Args;
 use lariat_bench::reference::{self, unmask, FrameHead};
 use lariat_bench::ws;
 use mio::net::{TcpListener, TcpStream};
@@ -42,22 +41,7 @@ struct Conn {
 }
 
 fn main() {
-    let args = Args::parse(std::env::args().skip(1), &[]).unwrap_or_else(|e| {
-        eprintln!("floor: {e}");
-        std::process::exit(2)
-    });
-    let addr: SocketAddr = args
-        .str("addr")
-        .ok()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| {
-            eprintln!("floor: --addr HOST:PORT");
-            std::process::exit(2)
-        });
-    if let Err(e) = serve(addr) {
-        eprintln!("floor: {e}");
-        std::process::exit(1);
-    }
+    reference::run("floor", serve);
 }
 
 fn serve(addr: SocketAddr) -> io::Result<()> {
