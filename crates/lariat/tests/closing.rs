@@ -24,6 +24,11 @@ use tokio::net::TcpStream;
 /// The bound on any single wait for the server.
 const T: Duration = Duration::from_secs(5);
 
+/// One server frame, each part within [`T`]: (first byte, payload).
+async fn read_frame(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> (u8, Vec<u8>) {
+    raw::read_frame_within(s, T).await
+}
+
 /// Echoes text and binary messages (S5).
 struct Echo;
 
@@ -47,28 +52,6 @@ async fn start() -> SocketAddr {
     let addr = server.local_addr().unwrap();
     tokio::spawn(server.serve(router));
     addr
-}
-
-/// Read exactly `n` bytes within [`T`].
-async fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
-    let mut buf = vec![0u8; n];
-    tokio::time::timeout(T, s.read_exact(&mut buf))
-        .await
-        .expect("the server did not answer in time")
-        .expect("read failed");
-    buf
-}
-
-/// One unmasked server frame: (first byte, payload).
-async fn read_frame(s: &mut TcpStream) -> (u8, Vec<u8>) {
-    let head = read_n(s, 2).await;
-    assert_eq!(head[1] & 0x80, 0, "server frames are not masked (§5.1)");
-    let len = match head[1] & 0x7f {
-        126 => u16::from_be_bytes(read_n(s, 2).await.try_into().unwrap()) as usize,
-        127 => u64::from_be_bytes(read_n(s, 8).await.try_into().unwrap()) as usize,
-        n => n as usize,
-    };
-    (head[0], read_n(s, len).await)
 }
 
 /// Read until the server's end of stream; true if it came within [`T`].
@@ -114,21 +97,30 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-/// RFC 6455 §5.2 (lengths), §5.4 (fragments), S5 echo: large frames read
-/// straight into their message, with the next frames arriving in the same
-/// read, come back whole and in order. Everything goes in one write so that
-/// the server's reads see large payloads followed by more frames.
+/// RFC 6455 §5.2 (lengths), §5.4 (fragments), §8.1 (UTF-8 across reads),
+/// S5 echo: large frames read straight into their message, with the next
+/// frames arriving in the same read, come back whole and in order: equal
+/// 64 KiB ones in a row, one just over the direct-read threshold, small
+/// ones between, a text fragmented inside a character. Everything goes in
+/// one write so that the server's reads see large payloads followed by more
+/// frames.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_and_small_frames_back_to_back_come_back_in_order() {
     let addr = start().await;
     let (mut s, _) = raw::upgrade(addr, "/", "").await;
     let big = pattern(64 << 10, 1);
+    let big_again = pattern(64 << 10, 5);
     let bigger = pattern(300 << 10, 2);
-    let text = "x".repeat(40 << 10);
+    let just_over = pattern((16 << 10) + 1, 6);
+    // 48,000 bytes of characters one to four bytes long.
+    let text = "añb€c𝄞".repeat(4_000);
     let frag_a = pattern(20 << 10, 3);
     let frag_b = pattern(50 << 10, 4);
     let mut wire = Vec::new();
     wire.extend(raw::frame(0x82, &big));
+    wire.extend(raw::frame(0x82, &big_again));
+    wire.extend(raw::frame(0x82, &big));
+    wire.extend(raw::frame(0x82, &just_over));
     wire.extend(raw::frame(0x81, b"small one"));
     wire.extend(raw::frame(0x82, &bigger));
     wire.extend(raw::frame(0x89, b"ping"));
@@ -136,6 +128,10 @@ async fn large_and_small_frames_back_to_back_come_back_in_order() {
     // A fragmented binary message: 20 KiB, then 50 KiB (§5.4).
     wire.extend(raw::frame(0x02, &frag_a));
     wire.extend(raw::frame(0x80, &frag_b));
+    // A fragmented text, cut inside a four-byte character (§5.4, §8.1).
+    let cut = text.find('𝄞').unwrap() + 2;
+    wire.extend(raw::frame(0x01, &text.as_bytes()[..cut]));
+    wire.extend(raw::frame(0x80, &text.as_bytes()[cut..]));
     wire.extend(raw::frame(0x81, b"last"));
     let got = {
         let (mut r, mut w) = s.into_split();
@@ -144,34 +140,8 @@ async fn large_and_small_frames_back_to_back_come_back_in_order() {
             w
         });
         let mut got = Vec::new();
-        for _ in 0..7 {
-            let head = {
-                let mut h = [0u8; 2];
-                tokio::time::timeout(T, r.read_exact(&mut h))
-                    .await
-                    .expect("echo in time")
-                    .unwrap();
-                h
-            };
-            let len = match head[1] & 0x7f {
-                126 => {
-                    let mut l = [0u8; 2];
-                    r.read_exact(&mut l).await.unwrap();
-                    u16::from_be_bytes(l) as usize
-                }
-                127 => {
-                    let mut l = [0u8; 8];
-                    r.read_exact(&mut l).await.unwrap();
-                    u64::from_be_bytes(l) as usize
-                }
-                n => n as usize,
-            };
-            let mut payload = vec![0u8; len];
-            tokio::time::timeout(T, r.read_exact(&mut payload))
-                .await
-                .expect("echo in time")
-                .unwrap();
-            got.push((head[0], payload));
+        for _ in 0..11 {
+            got.push(read_frame(&mut r).await);
         }
         let w = task.await.unwrap();
         s = r.reunite(w).unwrap();
@@ -180,11 +150,15 @@ async fn large_and_small_frames_back_to_back_come_back_in_order() {
     let mut whole = frag_a.clone();
     whole.extend_from_slice(&frag_b);
     let expected: Vec<(u8, Vec<u8>)> = vec![
+        (0x82, big.clone()),
+        (0x82, big_again),
         (0x82, big),
+        (0x82, just_over),
         (0x81, b"small one".to_vec()),
         (0x82, bigger),
-        (0x81, text.into_bytes()),
+        (0x81, text.clone().into_bytes()),
         (0x82, whole),
+        (0x81, text.into_bytes()),
         (0x81, b"last".to_vec()),
     ];
     // §5.5.2: one pong answers the ping. It is urgent: it may overtake

@@ -119,31 +119,8 @@ fn inflate(d: &mut Decompress, data: &[u8]) -> Vec<u8> {
 
 /// Read one server frame: (fin, rsv1, opcode, payload).
 async fn read_frame(s: &mut TcpStream) -> (bool, bool, u8, Vec<u8>) {
-    let mut h = [0u8; 2];
-    tokio::time::timeout(T, s.read_exact(&mut h))
-        .await
-        .unwrap()
-        .unwrap();
-    let len = match h[1] & 0x7f {
-        126 => {
-            let mut l = [0u8; 2];
-            s.read_exact(&mut l).await.unwrap();
-            u16::from_be_bytes(l) as usize
-        }
-        127 => {
-            let mut l = [0u8; 8];
-            s.read_exact(&mut l).await.unwrap();
-            u64::from_be_bytes(l) as usize
-        }
-        n => n as usize,
-    };
-    assert_eq!(h[1] & 0x80, 0, "server frames are not masked");
-    let mut payload = vec![0u8; len];
-    tokio::time::timeout(T, s.read_exact(&mut payload))
-        .await
-        .unwrap()
-        .unwrap();
-    (h[0] & 0x80 != 0, h[0] & 0x40 != 0, h[0] & 0x0f, payload)
+    let (b0, payload) = raw::read_frame(s).await;
+    (b0 & 0x80 != 0, b0 & 0x40 != 0, b0 & 0x0f, payload)
 }
 
 #[tokio::test]

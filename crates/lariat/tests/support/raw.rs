@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The bound on a single wait for the server.
@@ -76,4 +76,35 @@ pub fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
     f.extend_from_slice(&MASK);
     f.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
     f
+}
+
+/// Read exactly `n` bytes within `within`.
+pub async fn read_n(s: &mut (impl AsyncRead + Unpin), n: usize, within: Duration) -> Vec<u8> {
+    let mut buf = vec![0u8; n];
+    tokio::time::timeout(within, s.read_exact(&mut buf))
+        .await
+        .expect("the server did not answer in time")
+        .expect("read failed");
+    buf
+}
+
+/// One server frame, each part of it read within `within`: (first byte: FIN,
+/// RSV and opcode; payload). Server frames are not masked (RFC 6455 §5.1).
+pub async fn read_frame_within(
+    s: &mut (impl AsyncRead + Unpin),
+    within: Duration,
+) -> (u8, Vec<u8>) {
+    let head = read_n(s, 2, within).await;
+    assert_eq!(head[1] & 0x80, 0, "server frames are not masked (§5.1)");
+    let len = match head[1] & 0x7f {
+        126 => u16::from_be_bytes(read_n(s, 2, within).await.try_into().unwrap()) as usize,
+        127 => u64::from_be_bytes(read_n(s, 8, within).await.try_into().unwrap()) as usize,
+        n => n as usize,
+    };
+    (head[0], read_n(s, len, within).await)
+}
+
+/// [`read_frame_within`] [`T`].
+pub async fn read_frame(s: &mut (impl AsyncRead + Unpin)) -> (u8, Vec<u8>) {
+    read_frame_within(s, T).await
 }
